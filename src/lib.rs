@@ -1,0 +1,52 @@
+//! # adjoint
+//!
+//! Reverse-mode automatic differentiation, told through its most instructive case: convolution
+//! and transposed convolution.
+//!
+//! A convolution is a matrix product `y = A x`, with `A` a banded matrix fixed by the kernel
+//! and the settings; a transposed convolution is `y = Aᵀ x`. Since `∂(Ax)/∂x = Aᵀ`, the
+//! backward pass of each is the forward pass of the other — and in adjoint the gradient rule of
+//! each literally calls the other (see [`ops::conv`]).
+//!
+//! ## The tape in one example
+//! ```
+//! use adjoint::Tape;
+//! use ndarray::{arr1, arr2};
+//!
+//! let tape = Tape::<f64>::new();
+//! let w = tape.param(arr2(&[[1.0, 2.0], [3.0, 4.0]]).into_dyn());
+//! let x = tape.constant(arr2(&[[1.0], [-1.0]]).into_dyn());
+//! let loss = w.matmul(x)?.relu()?.sum()?; // relu([-1, -1]) = 0 ...
+//! let grads = tape.backward(loss)?;
+//! assert_eq!(grads[w], arr2(&[[0.0, 0.0], [0.0, 0.0]]).into_dyn()); // ... so no gradient
+//!
+//! let v = tape.param(arr1(&[3.0]).into_dyn());
+//! let y = v.mul(v)?.mul(v)?.sum()?; // y = v³
+//! let dy = tape.backward_graph(y, None)?.get(v).unwrap(); // 3v² = 27, recorded
+//! let d2y = tape.backward(dy.sum()?)?; // 6v = 18
+//! assert_eq!(d2y[v], arr1(&[18.0]).into_dyn());
+//! # Ok::<(), adjoint::Error>(())
+//! ```
+//!
+//! ## Map
+//! - [`tape`]: the Wengert list, [`Var`] handles, `backward`.
+//! - [`ops`]: differentiable ops, one file per family, forward beside backward;
+//!   [`ops::conv`] holds the convolution pair.
+//! - [`gradcheck`]: finite-difference checks of first and second derivatives.
+//! - [`data`]: datasets for the examples (synthetic shapes, MNIST-format files).
+
+#![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod data;
+pub mod error;
+pub mod float;
+pub mod gradcheck;
+pub mod ops;
+pub mod tape;
+
+pub use error::{Error, Result};
+pub use float::Float;
+pub use ops::loss::{bce_with_logits, mse_loss, one_hot, softmax_cross_entropy};
+pub use ops::shape::concat;
+pub use tape::{GradVars, Grads, Op, Tape, Var};

@@ -1,0 +1,241 @@
+//! Ops that move elements without changing them: reshape, permute, concat, slice.
+//! Their gradients move the gradient back the same way.
+
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+
+use crate::error::{bad_shape, invalid, Error, Result};
+use crate::float::Float;
+use crate::ops::check_axis;
+use crate::tape::{Op, Var};
+
+struct Reshape;
+
+impl<T: Float> Op<T> for Reshape {
+    fn name(&self) -> String {
+        "reshape".into()
+    }
+
+    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, g: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
+        Ok(vec![Some(g.reshape(&inputs[0].shape())?)])
+    }
+}
+
+struct Permute {
+    axes: Vec<usize>,
+}
+
+impl<T: Float> Op<T> for Permute {
+    fn name(&self) -> String {
+        format!("permute({:?})", self.axes)
+    }
+
+    /// The gradient goes back through the inverse permutation.
+    fn backward<'t>(&self, _inputs: &[Var<'t, T>], _y: Var<'t, T>, g: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
+        let mut inverse = vec![0; self.axes.len()];
+        for (i, &a) in self.axes.iter().enumerate() {
+            inverse[a] = i;
+        }
+        Ok(vec![Some(g.permute(&inverse)?)])
+    }
+}
+
+struct Concat {
+    axis: usize,
+}
+
+impl<T: Float> Op<T> for Concat {
+    fn name(&self) -> String {
+        format!("concat(axis={})", self.axis)
+    }
+
+    /// Each input gets back its own stretch of the gradient.
+    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, g: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
+        let mut start = 0;
+        inputs
+            .iter()
+            .map(|x| {
+                let n = x.shape()[self.axis];
+                start += n;
+                x.requires_grad()
+                    .then(|| g.slice(self.axis, start - n, start))
+                    .transpose()
+            })
+            .collect()
+    }
+}
+
+struct SliceOp {
+    axis: usize,
+    start: usize,
+    end: usize,
+}
+
+impl<T: Float> Op<T> for SliceOp {
+    fn name(&self) -> String {
+        format!("slice(axis={}, {}..{})", self.axis, self.start, self.end)
+    }
+
+    /// Elements outside the slice did not reach the output: their gradient is zero.
+    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, g: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
+        let size = inputs[0].shape()[self.axis];
+        Ok(vec![Some(g.pad_axis(self.axis, self.start, size - self.end)?)])
+    }
+}
+
+/// Zero padding along one axis: the adjoint of slicing.
+struct PadAxis {
+    axis: usize,
+    before: usize,
+    after: usize,
+}
+
+impl<T: Float> Op<T> for PadAxis {
+    fn name(&self) -> String {
+        format!("pad_axis(axis={}, {}, {})", self.axis, self.before, self.after)
+    }
+
+    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, g: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
+        let n = inputs[0].shape()[self.axis];
+        Ok(vec![Some(g.slice(self.axis, self.before, self.before + n)?)])
+    }
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// The same elements in row-major order, with a new shape of the same size.
+    ///
+    /// # Errors
+    /// [`Error::BadShape`] if the element counts differ.
+    pub fn reshape(self, shape: &[usize]) -> Result<Var<'t, T>> {
+        let from = self.shape();
+        if from == shape {
+            return Ok(self);
+        }
+        if from.iter().product::<usize>() != shape.iter().product::<usize>() {
+            return Err(bad_shape(
+                "reshape",
+                "x",
+                &from,
+                format!("cannot hold the same elements as shape {shape:?}"),
+            ));
+        }
+        let x = self.value();
+        let y = ArrayD::from_shape_vec(IxDyn(shape), x.iter().copied().collect())
+            .expect("element counts were checked");
+        Ok(self.tape().record(y, &[self], Reshape))
+    }
+
+    /// Reorders the axes: output axis `i` is input axis `axes[i]` (PyTorch's `permute`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `axes` is not a permutation of `0..ndim`.
+    pub fn permute(self, axes: &[usize]) -> Result<Var<'t, T>> {
+        let n = self.ndim();
+        let mut seen = vec![false; n];
+        if axes.len() != n || axes.iter().any(|&a| a >= n || std::mem::replace(&mut seen[a], true)) {
+            return Err(invalid(
+                "permute",
+                "axes",
+                axes,
+                format!("must be a permutation of 0..{n}"),
+            ));
+        }
+        let y = self.value().view().permuted_axes(IxDyn(axes)).as_standard_layout().into_owned();
+        Ok(self.tape().record(y, &[self], Permute { axes: axes.to_vec() }))
+    }
+
+    /// Swaps two axes (for a matrix, the transpose).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if an axis is out of range.
+    pub fn transpose(self, a: usize, b: usize) -> Result<Var<'t, T>> {
+        let n = self.ndim();
+        check_axis("transpose", a, n)?;
+        check_axis("transpose", b, n)?;
+        let mut axes: Vec<usize> = (0..n).collect();
+        axes.swap(a, b);
+        self.permute(&axes)
+    }
+
+    /// Merges axes `start..=end` into one (PyTorch's `flatten(start_dim, end_dim)`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `start > end` or `end` is out of range.
+    pub fn flatten(self, start: usize, end: usize) -> Result<Var<'t, T>> {
+        let shape = self.shape();
+        check_axis("flatten", end, shape.len())?;
+        if start > end {
+            return Err(invalid("flatten", "start", start, format!("must not exceed end = {end}")));
+        }
+        let merged: usize = shape[start..=end].iter().product();
+        let new: Vec<usize> = shape[..start]
+            .iter()
+            .copied()
+            .chain([merged])
+            .chain(shape[end + 1..].iter().copied())
+            .collect();
+        self.reshape(&new)
+    }
+
+    /// Elements `start..end` along `axis`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the axis or the range is out of bounds.
+    pub fn slice(self, axis: usize, start: usize, end: usize) -> Result<Var<'t, T>> {
+        let shape = self.shape();
+        check_axis("slice", axis, shape.len())?;
+        if start > end || end > shape[axis] {
+            return Err(invalid(
+                "slice",
+                "range",
+                start..end,
+                format!("must lie within 0..{} of axis {axis}", shape[axis]),
+            ));
+        }
+        let y = self.value().slice_axis(Axis(axis), Slice::from(start..end)).to_owned();
+        Ok(self.tape().record(y, &[self], SliceOp { axis, start, end }))
+    }
+
+    /// Adds `before` and `after` zeros along `axis`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the axis is out of range.
+    pub fn pad_axis(self, axis: usize, before: usize, after: usize) -> Result<Var<'t, T>> {
+        let mut shape = self.shape();
+        check_axis("pad_axis", axis, shape.len())?;
+        let n = shape[axis];
+        shape[axis] += before + after;
+        let mut y = ArrayD::zeros(IxDyn(&shape));
+        y.slice_axis_mut(Axis(axis), Slice::from(before..before + n)).assign(&*self.value());
+        Ok(self.tape().record(y, &[self], PadAxis { axis, before, after }))
+    }
+}
+
+/// Joins values along `axis`; all other axes must agree.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for an empty list or an axis out of range,
+/// [`Error::ShapeMismatch`] if two inputs differ off the axis.
+pub fn concat<'t, T: Float>(xs: &[Var<'t, T>], axis: usize) -> Result<Var<'t, T>> {
+    let Some(first) = xs.first() else {
+        return Err(invalid("concat", "xs", "[]", "needs at least one value"));
+    };
+    let shape0 = first.shape();
+    check_axis("concat", axis, shape0.len())?;
+    for x in &xs[1..] {
+        let shape = x.shape();
+        let agrees = shape.len() == shape0.len()
+            && shape.iter().zip(&shape0).enumerate().all(|(i, (a, b))| i == axis || a == b);
+        if !agrees {
+            return Err(Error::ShapeMismatch {
+                op: "concat",
+                lhs: shape0,
+                rhs: shape,
+                reason: format!("all axes but {axis} must agree"),
+            });
+        }
+    }
+    let values: Vec<_> = xs.iter().map(|x| x.value()).collect();
+    let views: Vec<_> = values.iter().map(|v| v.view()).collect();
+    let y = ndarray::concatenate(Axis(axis), &views).expect("shapes were checked");
+    Ok(first.tape().record(y, xs, Concat { axis }))
+}
