@@ -102,13 +102,17 @@ impl<T: Float> Tape<T> {
     /// kept for its value and printing but `backward` passes through it without work.
     pub fn record<'t>(&'t self, value: ArrayD<T>, inputs: &[Var<'t, T>], op: impl Op<T>) -> Var<'t, T> {
         let requires_grad = self.recording.get() && inputs.iter().any(|v| v.requires_grad());
-        // Kernels index raw memory row-major; this is the one place that guarantees it.
-        let value = if value.is_standard_layout() { value } else { value.as_standard_layout().into_owned() };
         let ids = inputs.iter().map(|v| v.id).collect();
         self.push(Rc::new(value), ids, Kind::Op(Rc::new(op)), requires_grad)
     }
 
     fn push(&self, value: Rc<ArrayD<T>>, inputs: Vec<usize>, kind: Kind<T>, requires_grad: bool) -> Var<'_, T> {
+        // Kernels index raw memory row-major; this is the one place that guarantees it.
+        let value = if value.is_standard_layout() {
+            value
+        } else {
+            Rc::new(value.as_standard_layout().into_owned())
+        };
         let mut nodes = self.nodes.borrow_mut();
         nodes.push(Node {
             value,

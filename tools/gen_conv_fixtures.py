@@ -186,7 +186,7 @@ CASES = [
     conv("conv1d", 1, 3, 6, 8, 3, stride=2, padding=1, dilation=2, groups=3),  # depthwise x2, rem
     conv("conv1d", 1, 2, 3, 7, 1, stride=3),  # stride > kernel: skipped inputs
     conv("conv1d", 2, 2, 2, 5, 5),  # kernel spans input: output length 1
-    conv("conv1d", 1, 2, 3, 6, 3, stride=2, padding=[(0, 2)]),
+    conv("conv1d", 1, 2, 3, 6, 3, stride=2, padding=[(0, 2)]),  # rem
     conv("conv1d", 1, 2, 4, 8, 4, stride=3, padding=[(2, 1)], dilation=2, groups=2),  # rem
     conv("conv1d", 1, 2, 3, 7, 3, padding="same"),
     conv("conv1d", 2, 2, 2, 6, 4, padding="same"),  # even k: split 1/2
@@ -198,7 +198,7 @@ CASES = [
     conv("conv2d", 1, 2, 3, (7, 7), (3, 3), stride=2, padding=1),
     conv("conv2d", 2, 2, 3, (8, 6), (3, 3), stride=2, padding=1),  # rem
     conv("conv2d", 1, 2, 2, (6, 7), (2, 3)),
-    conv("conv2d", 1, 3, 2, (5, 8), (1, 4), stride=(1, 2), padding=(0, 1), bias=False),  # rem
+    conv("conv2d", 1, 3, 2, (5, 7), (1, 4), stride=(1, 2), padding=(0, 1), bias=False),  # rem
     conv("conv2d", 1, 2, 3, (7, 4), (3, 1), stride=(3, 1), padding=(2, 0)),  # rem
     conv("conv2d", 2, 4, 2, (7, 6), (3, 3), stride=(1, 2), padding=(0, 2),
          dilation=(2, 1), groups=2),  # rem
@@ -215,7 +215,7 @@ CASES = [
     conv("conv2d", 1, 2, 2, (7, 7), (3, 3), padding="same", dilation=2),
     conv("conv2d", 2, 4, 2, (6, 7), (4, 3), padding="same", dilation=(1, 2), groups=2,
          bias=False),  # split 1/2 on axis 0
-    conv("conv2d", 1, 2, 3, (7, 8), (3, 2), stride=(2, 3), padding="valid"),  # rem
+    conv("conv2d", 1, 2, 3, (8, 8), (3, 2), stride=(2, 3), padding="valid"),  # rem
     # ---- conv3d ----
     conv("conv3d", 1, 1, 2, (4, 4, 4), (3, 3, 3)),
     conv("conv3d", 2, 2, 2, (5, 4, 3), (2, 3, 1), stride=(2, 1, 1), padding=(1, 1, 0)),  # rem
@@ -381,7 +381,7 @@ def to_json(doc: dict) -> str:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
     def case_block(case: dict) -> str:
-        fields = ",\n".join(f"    {json.dumps(k)}: {compact(v)}" for k, v in case.items())
+        fields = ",\n".join(f"      {json.dumps(k)}: {compact(v)}" for k, v in case.items())
         return "    {\n" + fields + "\n    }"
 
     header = ",\n".join(f"  {json.dumps(k)}: {compact(v)}"

@@ -1,1 +1,88 @@
-//! Convolution and transposed convolution.
+//! Convolution and transposed convolution: each one's backward is the other's forward.
+//!
+//! A conv is a matrix product `y = A·x`, each row of `A` one position of the sliding kernel; a
+//! transposed conv is `y = Aᵀ·x` with the same weight. Since `∂(A·x)/∂x = Aᵀ`:
+//!
+//! | op | forward | gradient for `x` | gradient for `w` |
+//! |---|---|---|---|
+//! | [`conv`] ([`conv.rs`](conv::conv)) | gather: `y[o] += x[o·s + t·d − p]·w[t]` | `conv_transpose(grad_y, w)` | `correlate(x, grad_y)` |
+//! | [`conv_transpose`] | scatter: `y[o·s + t·d − p] += x[o]·w[t]` | `conv(grad_y, w)` | `correlate(grad_y, x)` |
+//! | `correlate(big, small)` | `w[t] = Σ_o small[o]·big[o·s + t·d − p]` | `conv_transpose(small, G)` | `conv(big, G)` |
+//!
+//! The files mirror the table: `conv.rs` and `conv_transpose.rs` side by side, each one's
+//! `backward` calling the other's forward; `correlate.rs` serves both weight gradients;
+//! `kernels.rs` holds the one index map and the three array kernels; `geometry.rs` owns all size
+//! arithmetic; `options.rs` the settings and their validation; [`views`] the teaching views
+//! (the dense matrix `A` and the zero-insertion recipe).
+//!
+//! Weight layouts follow PyTorch: conv `[c_out, c_in/g, k..]`, transposed conv
+//! `[c_in, c_out/g, k..]`. They are the same array seen from the two ends of one matrix.
+
+mod conv;
+mod conv_transpose;
+mod correlate;
+pub mod geometry;
+mod kernels;
+mod options;
+pub mod views;
+
+pub use conv::{conv, conv1d, conv2d, conv3d};
+pub use conv_transpose::{conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d};
+pub use geometry::AxisGeometry;
+pub use options::{ConvOptions, ConvTransposeOptions, Padding, PerAxis, TransposePadding};
+
+use kernels::ConvShape;
+
+use crate::error::{bad_shape, Result};
+use crate::float::Float;
+use crate::tape::Var;
+
+/// `"conv2d(s=[2, 2], p=[(1, 1), (1, 1)], d=[1, 1], g=1)"`, for printing the tape.
+fn describe(op: &str, shape: &ConvShape) -> String {
+    let s: Vec<usize> = shape.axes.iter().map(|a| a.stride).collect();
+    let p: Vec<(usize, usize)> = shape.axes.iter().map(|a| (a.pad_before, a.pad_after)).collect();
+    let d: Vec<usize> = shape.axes.iter().map(|a| a.dilation).collect();
+    format!("{op}{}d(s={s:?}, p={p:?}, d={d:?}, g={})", shape.axes.len(), shape.groups)
+}
+
+fn check_rank<T: Float>(op: &'static str, w: Var<'_, T>, rank: usize) -> Result<()> {
+    let shape = w.shape();
+    if shape.len() != rank + 2 {
+        return Err(bad_shape(op, "w", &shape, format!("needs {} axes [c, c/groups, {rank} kernel sizes]", rank + 2)));
+    }
+    Ok(())
+}
+
+/// Runs `f` on a batched `x`, adding and removing the batch axis for an unbatched one
+/// (`[c, spatial..]`), which PyTorch accepts.
+fn batched<'t, T: Float>(
+    op: &'static str,
+    x: Var<'t, T>,
+    w: Var<'t, T>,
+    f: impl FnOnce(Var<'t, T>) -> Result<Var<'t, T>>,
+) -> Result<Var<'t, T>> {
+    let (xs, ws) = (x.shape(), w.shape());
+    if ws.len() >= 3 && xs.len() + 1 == ws.len() {
+        let mut with_batch = vec![1];
+        with_batch.extend(&xs);
+        let y = f(x.reshape(&with_batch)?)?;
+        return y.reshape(&y.shape()[1..]);
+    }
+    if ws.len() >= 3 && xs.len() != ws.len() {
+        return Err(bad_shape(
+            op,
+            "x",
+            &xs,
+            format!("needs {} axes [n, c, spatial..] or {} unbatched, to match w {ws:?}", ws.len(), ws.len() - 1),
+        ));
+    }
+    f(x)
+}
+
+/// `y + b` with `b: [c]` broadcast over `y: [n, c, spatial..]`.
+fn add_bias<'t, T: Float>(y: Var<'t, T>, b: Option<Var<'t, T>>) -> Result<Var<'t, T>> {
+    let Some(b) = b else { return Ok(y) };
+    let mut shape = vec![1; y.ndim()];
+    shape[1] = b.shape()[0];
+    y.add(b.reshape(&shape)?)
+}

@@ -1,0 +1,255 @@
+//! Tape-free array code for the conv family: one index map, three kernels.
+//!
+//! Everything is described from the conv's side. The *big* side is the conv's input
+//! `[n, c_big, big..]`, the *small* side its output `[n, c_small, small..]`, and the weight is
+//! `[c_small, c_big/g, k..]` — which is both conv's `[c_out, c_in/g, k..]` and transposed conv's
+//! `[c_in, c_out/g, k..]`: the two ops share one weight layout because they share one matrix.
+//!
+//! ```text
+//! gather    (conv forward,            big → small):  small[o] = Σ_t w[t] · big[o·s + t·d − p]
+//! scatter   (transposed conv forward, small → big):  big[o·s + t·d − p] += w[t] · small[o]
+//! correlate (both weight gradients):                 w[t] = Σ_o small[o] · big[o·s + t·d − p]
+//! ```
+//!
+//! Each runs per image and group as a matrix product with the unrolled big side
+//! (`cols: [c_big/g · taps, positions]`, "im2col"): gather is `w · cols`, scatter is
+//! `wᵀ · small` folded back by "col2im", correlate is `small · colsᵀ`.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use super::geometry::AxisGeometry;
+use crate::float::Float;
+
+/// Sizes of one conv as the kernels need them.
+#[derive(Clone, Debug)]
+pub(crate) struct ConvShape {
+    pub batch: usize,
+    pub c_big: usize,
+    pub c_small: usize,
+    pub groups: usize,
+    pub big: Vec<usize>,
+    pub small: Vec<usize>,
+    pub axes: Vec<AxisGeometry>,
+}
+
+impl ConvShape {
+    fn big_len(&self) -> usize {
+        self.big.iter().product()
+    }
+    fn small_len(&self) -> usize {
+        self.small.iter().product()
+    }
+    fn taps(&self) -> usize {
+        self.axes.iter().map(|a| a.kernel).product()
+    }
+}
+
+/// A run of output positions along the last axis that share one kernel tap and one offset into
+/// the big side; the last axis's own sources come from `IndexMap::last[last_tap]`.
+struct Segment {
+    tap: usize,
+    first_position: usize,
+    base: usize,
+    last_tap: usize,
+}
+
+/// The index map `(tap, position) → big-side cell` of [`AxisGeometry::source`], unrolled once
+/// per call and shared by all images, groups and channels.
+struct IndexMap {
+    segments: Vec<Segment>,
+    /// Per tap of the last axis, the source of each last-axis position (−1: padding).
+    last: Vec<Vec<isize>>,
+    taps: usize,
+    positions: usize,
+    big_len: usize,
+}
+
+impl IndexMap {
+    fn new(shape: &ConvShape) -> Self {
+        let r = shape.axes.len();
+        let (lead_axes, last_axis) = shape.axes.split_at(r - 1);
+        let last_axis = last_axis[0];
+        let (o_last, i_last) = (shape.small[r - 1], shape.big[r - 1]);
+        let last = (0..last_axis.kernel)
+            .map(|t| {
+                (0..o_last)
+                    .map(|o| last_axis.source(o, t, i_last).map_or(-1, |s| s as isize))
+                    .collect()
+            })
+            .collect();
+        // Row-major strides of the big side's spatial axes.
+        let mut strides = vec![1; r];
+        for a in (0..r - 1).rev() {
+            strides[a] = strides[a + 1] * shape.big[a + 1];
+        }
+        let lead_positions: usize = shape.small[..r - 1].iter().product();
+        let mut segments = Vec::new();
+        let mut tap_idx = vec![0; r];
+        let mut pos_idx = vec![0; r - 1];
+        for tap in 0..shape.taps() {
+            unravel(tap, shape.axes.iter().map(|a| a.kernel), &mut tap_idx);
+            for lead in 0..lead_positions {
+                unravel(lead, shape.small[..r - 1].iter().copied(), &mut pos_idx);
+                let base = lead_axes.iter().enumerate().try_fold(0, |acc, (a, ax)| {
+                    ax.source(pos_idx[a], tap_idx[a], shape.big[a]).map(|s| acc + s * strides[a])
+                });
+                if let Some(base) = base {
+                    segments.push(Segment {
+                        tap,
+                        first_position: lead * o_last,
+                        base,
+                        last_tap: tap_idx[r - 1],
+                    });
+                }
+            }
+        }
+        IndexMap {
+            segments,
+            last,
+            taps: shape.taps(),
+            positions: shape.small_len(),
+            big_len: shape.big_len(),
+        }
+    }
+
+    /// im2col: `cols[c·taps + t, p] = big[c, source(t, p)]`, zero in the padding.
+    fn unroll<T: Float>(&self, big: &[T], cols: &mut [T]) {
+        cols.fill(T::zero());
+        let channels = big.len() / self.big_len;
+        for c in 0..channels {
+            let image = &big[c * self.big_len..(c + 1) * self.big_len];
+            for s in &self.segments {
+                let row = (c * self.taps + s.tap) * self.positions + s.first_position;
+                let line = &self.last[s.last_tap];
+                for (dst, &src) in cols[row..row + line.len()].iter_mut().zip(line) {
+                    if src >= 0 {
+                        *dst = image[s.base + src as usize];
+                    }
+                }
+            }
+        }
+    }
+
+    /// col2im, the adjoint of `unroll`: `big[c, source(t, p)] += cols[c·taps + t, p]`.
+    fn fold<T: Float>(&self, cols: &[T], big: &mut [T]) {
+        let channels = big.len() / self.big_len;
+        for c in 0..channels {
+            let image = &mut big[c * self.big_len..(c + 1) * self.big_len];
+            for s in &self.segments {
+                let row = (c * self.taps + s.tap) * self.positions + s.first_position;
+                let line = &self.last[s.last_tap];
+                for (&v, &src) in cols[row..row + line.len()].iter().zip(line) {
+                    if src >= 0 {
+                        image[s.base + src as usize] += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn unravel(mut i: usize, dims: impl DoubleEndedIterator<Item = usize> + ExactSizeIterator, out: &mut [usize]) {
+    for (slot, n) in out.iter_mut().zip(dims).rev() {
+        *slot = i % n;
+        i /= n;
+    }
+}
+
+fn matrix<T: Float>(data: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
+    ArrayView2::from_shape((rows, cols), data).expect("sizes come from ConvShape")
+}
+
+fn matrix_mut<T: Float>(data: &mut [T], rows: usize, cols: usize) -> ArrayViewMut2<'_, T> {
+    ArrayViewMut2::from_shape((rows, cols), data).expect("sizes come from ConvShape")
+}
+
+/// The per-(image, group) blocks of the three kernels: channel counts per group and lengths.
+struct Blocks {
+    big_g: usize,
+    small_g: usize,
+    big_len: usize,
+    small_len: usize,
+    taps: usize,
+}
+
+impl Blocks {
+    fn new(shape: &ConvShape) -> Self {
+        Blocks {
+            big_g: shape.c_big / shape.groups,
+            small_g: shape.c_small / shape.groups,
+            big_len: shape.big_len(),
+            small_len: shape.small_len(),
+            taps: shape.taps(),
+        }
+    }
+    fn big(&self, n: usize, g: usize, groups: usize) -> std::ops::Range<usize> {
+        let start = ((n * groups + g) * self.big_g) * self.big_len;
+        start..start + self.big_g * self.big_len
+    }
+    fn small(&self, n: usize, g: usize, groups: usize) -> std::ops::Range<usize> {
+        let start = ((n * groups + g) * self.small_g) * self.small_len;
+        start..start + self.small_g * self.small_len
+    }
+    fn weight(&self, g: usize) -> std::ops::Range<usize> {
+        let len = self.small_g * self.big_g * self.taps;
+        g * len..(g + 1) * len
+    }
+}
+
+/// Conv forward. `big: [n, c_big, big..]`, `w: [c_small, c_big/g, k..]` → `[n, c_small, small..]`.
+pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> {
+    let map = IndexMap::new(shape);
+    let b = Blocks::new(shape);
+    let mut small = vec![T::zero(); shape.batch * shape.c_small * b.small_len];
+    let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
+    for n in 0..shape.batch {
+        for g in 0..shape.groups {
+            map.unroll(&big[b.big(n, g, shape.groups)], &mut cols);
+            let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
+            let cols_m = matrix(&cols, b.big_g * b.taps, b.small_len);
+            let mut y = matrix_mut(&mut small[b.small(n, g, shape.groups)], b.small_g, b.small_len);
+            general_mat_mul(T::one(), &w_g, &cols_m, T::zero(), &mut y);
+        }
+    }
+    small
+}
+
+/// Transposed conv forward. `small: [n, c_small, small..]`, `w: [c_small, c_big/g, k..]` →
+/// `[n, c_big, big..]`.
+pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T> {
+    let map = IndexMap::new(shape);
+    let b = Blocks::new(shape);
+    let mut big = vec![T::zero(); shape.batch * shape.c_big * b.big_len];
+    let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
+    for n in 0..shape.batch {
+        for g in 0..shape.groups {
+            let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
+            let x = matrix(&small[b.small(n, g, shape.groups)], b.small_g, b.small_len);
+            let mut cols_m = matrix_mut(&mut cols, b.big_g * b.taps, b.small_len);
+            general_mat_mul(T::one(), &w_g.t(), &x, T::zero(), &mut cols_m);
+            let range = b.big(n, g, shape.groups);
+            map.fold(&cols, &mut big[range]);
+        }
+    }
+    big
+}
+
+/// The weight gradient of both ops. `big: [n, c_big, big..]`, `small: [n, c_small, small..]` →
+/// `[c_small, c_big/g, k..]`, summed over the batch.
+pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Vec<T> {
+    let map = IndexMap::new(shape);
+    let b = Blocks::new(shape);
+    let mut w = vec![T::zero(); shape.c_small * b.big_g * b.taps];
+    let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
+    for n in 0..shape.batch {
+        for g in 0..shape.groups {
+            map.unroll(&big[b.big(n, g, shape.groups)], &mut cols);
+            let cols_m = matrix(&cols, b.big_g * b.taps, b.small_len);
+            let y = matrix(&small[b.small(n, g, shape.groups)], b.small_g, b.small_len);
+            let mut w_g = matrix_mut(&mut w[b.weight(g)], b.small_g, b.big_g * b.taps);
+            general_mat_mul(T::one(), &y, &cols_m.t(), T::one(), &mut w_g);
+        }
+    }
+    w
+}

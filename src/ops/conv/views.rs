@@ -1,0 +1,225 @@
+//! Two more ways to see the same linear maps, for teaching and for testing the fast kernels.
+//!
+//! 1. **The matrix.** [`conv_matrix`] builds the dense `A` with `vec(y) = A·vec(x)` for one
+//!    image, straight from the gather formula; [`conv_transpose_matrix`] is `Aᵀ`.
+//! 2. **Zero insertion.** [`conv_transpose_by_zero_insertion`] computes a transposed conv as an
+//!    ordinary stride-1 conv: insert `s − 1` zeros between input cells, pad each side with
+//!    `d·(k − 1) − p` zeros (cropping if negative) plus `output_padding` at the end, and convolve
+//!    with the kernel flipped in space and its two channel axes swapped.
+//!
+//! The third view is the fast path the ops run (`kernels.rs`); tests check all three agree.
+
+use ndarray::{Array2, ArrayD, Axis, Dimension, IxDyn, Slice};
+
+use super::kernels::ConvShape;
+use super::conv;
+use super::options::{conv_shape, conv_transpose_shape, ConvOptions, ConvTransposeOptions};
+use crate::error::{bad_shape, Result};
+use crate::float::Float;
+use crate::tape::Tape;
+
+/// The dense matrix `A` of a conv on one image of shape `input = [c_in, i..]`:
+/// `vec(conv(x, w)) = A · vec(x)`, rows indexed by output cells `[c_out, o..]`, columns by input
+/// cells `[c_in, i..]`, both row-major.
+///
+/// Each row is one position of the kernel; with stride 1 the rows are shifted copies of one
+/// another (a banded, constant-diagonal matrix).
+///
+/// # Errors
+/// As [`conv`](super::conv) for `x` of shape `[1, ..input]`.
+///
+/// # Example
+/// ```
+/// use adjoint::ops::conv::{views::conv_matrix, ConvOptions};
+/// use ndarray::{arr2, ArrayD};
+///
+/// // x = [a..g], kernel [x, y, z] = [1, 2, 3], stride 2: rows [x y z 0 0 0 0], [0 0 x y z 0 0], ...
+/// let w = ArrayD::from_shape_vec(vec![1, 1, 3], vec![1.0, 2.0, 3.0]).unwrap();
+/// let a = conv_matrix(&w, &[1, 7], &ConvOptions::new().stride(2))?;
+/// assert_eq!(a, arr2(&[[1.0, 2.0, 3.0, 0.0, 0.0, 0.0, 0.0],
+///                      [0.0, 0.0, 1.0, 2.0, 3.0, 0.0, 0.0],
+///                      [0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0]]));
+/// # Ok::<(), adjoint::Error>(())
+/// ```
+pub fn conv_matrix<T: Float>(w: &ArrayD<T>, input: &[usize], opts: &ConvOptions) -> Result<Array2<T>> {
+    let shape = conv_shape("conv_matrix", opts, &with_batch(input), w.shape())?;
+    Ok(dense(&shape, w))
+}
+
+/// The dense matrix of a transposed conv on one image of shape `input = [c_in, i..]`: the
+/// transpose of the matrix of the conv it is the adjoint of.
+///
+/// # Errors
+/// As [`conv_transpose`](super::conv_transpose) for `x` of shape `[1, ..input]`.
+pub fn conv_transpose_matrix<T: Float>(w: &ArrayD<T>, input: &[usize], opts: &ConvTransposeOptions) -> Result<Array2<T>> {
+    let shape = conv_transpose_shape("conv_transpose_matrix", opts, &with_batch(input), w.shape())?;
+    Ok(dense(&shape, w).reversed_axes().as_standard_layout().into_owned())
+}
+
+fn with_batch(input: &[usize]) -> Vec<usize> {
+    std::iter::once(1).chain(input.iter().copied()).collect()
+}
+
+/// `A[(o_c, o), (c, i)] = Σ w[o_c, c − group start, t]` over taps `t` with `i = o·s + t·d − p`,
+/// by plain loops: the reference the fast kernels are tested against.
+fn dense<T: Float>(shape: &ConvShape, w: &ArrayD<T>) -> Array2<T> {
+    let (big_len, small_len) = (shape.big.iter().product::<usize>(), shape.small.iter().product::<usize>());
+    let (big_g, small_g) = (shape.c_big / shape.groups, shape.c_small / shape.groups);
+    let kernel: Vec<usize> = shape.axes.iter().map(|a| a.kernel).collect();
+    let mut a = Array2::zeros((shape.c_small * small_len, shape.c_big * big_len));
+    for oc in 0..shape.c_small {
+        let group = oc / small_g;
+        for o in 0..small_len {
+            let o_idx = unravel(o, &shape.small);
+            for c in 0..big_g {
+                for (t_idx, &wv) in w.index_axis(Axis(0), oc).index_axis(Axis(0), c).indexed_iter() {
+                    let t_idx = t_idx.slice();
+                    debug_assert_eq!(t_idx.len(), kernel.len());
+                    let mut col = 0;
+                    let mut inside = true;
+                    for (ax, ((&oa, &ta), &ia)) in shape.axes.iter().zip(o_idx.iter().zip(t_idx).zip(&shape.big)) {
+                        match ax.source(oa, ta, ia) {
+                            Some(s) => col = col * ia + s,
+                            None => inside = false,
+                        }
+                    }
+                    if inside {
+                        a[[oc * small_len + o, (group * big_g + c) * big_len + col]] += wv;
+                    }
+                }
+            }
+        }
+    }
+    a
+}
+
+fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (d, &n) in shape.iter().enumerate().rev() {
+        idx[d] = i % n;
+        i /= n;
+    }
+    idx
+}
+
+/// The intermediate arrays of the zero-insertion recipe, to look at step by step.
+#[derive(Clone, Debug)]
+pub struct ZeroInsertion<T: Float> {
+    /// `x` with `s − 1` zeros inserted between neighbouring cells of each spatial axis.
+    pub stretched: ArrayD<T>,
+    /// `stretched` with `d·(k − 1) − p_b` cells before and `d·(k − 1) − p_a + output_padding`
+    /// after on each axis: zeros if positive, cropped if negative.
+    pub padded: ArrayD<T>,
+    /// The kernel flipped along every spatial axis, with its channel axes swapped per group:
+    /// `[c_out, c_in/g, k..]`, a conv weight.
+    pub flipped_w: ArrayD<T>,
+    /// The stride-1 conv of `padded` with `flipped_w` (dilation kept): the transposed conv.
+    pub y: ArrayD<T>,
+}
+
+/// A transposed conv computed the long way, as a stride-1 conv on a zero-stretched, padded
+/// input with a flipped kernel.
+///
+/// Shapes: `x: [n, c_in, i..]`, `w: [c_in, c_out/g, k..]` (as [`conv_transpose`](super::conv_transpose)).
+///
+/// # Errors
+/// As [`conv_transpose`](super::conv_transpose).
+///
+/// # Example
+/// ```
+/// use adjoint::ops::conv::{views::conv_transpose_by_zero_insertion, ConvTransposeOptions};
+/// use ndarray::ArrayD;
+///
+/// let x = ArrayD::from_shape_vec(vec![1, 1, 3], vec![1.0, 10.0, 100.0]).unwrap();
+/// let w = ArrayD::from_shape_vec(vec![1, 1, 3], vec![1.0, 2.0, 3.0]).unwrap();
+/// let steps = conv_transpose_by_zero_insertion(&x, &w, &ConvTransposeOptions::new().stride(2))?;
+/// assert_eq!(steps.stretched.as_slice().unwrap(), &[1.0, 0.0, 10.0, 0.0, 100.0]);
+/// assert_eq!(steps.flipped_w.as_slice().unwrap(), &[3.0, 2.0, 1.0]);
+/// assert_eq!(steps.y.as_slice().unwrap(), &[1.0, 2.0, 13.0, 20.0, 130.0, 200.0, 300.0]);
+/// # Ok::<(), adjoint::Error>(())
+/// ```
+pub fn conv_transpose_by_zero_insertion<T: Float>(
+    x: &ArrayD<T>,
+    w: &ArrayD<T>,
+    opts: &ConvTransposeOptions,
+) -> Result<ZeroInsertion<T>> {
+    let op = "conv_transpose_by_zero_insertion";
+    if x.ndim() != w.ndim() {
+        return Err(bad_shape(op, "x", x.shape(), format!("needs {} axes [n, c, spatial..]", w.ndim())));
+    }
+    let shape = conv_transpose_shape(op, opts, x.shape(), w.shape())?;
+    let mut stretched = x.clone();
+    for (a, ax) in shape.axes.iter().enumerate() {
+        let axis = Axis(a + 2);
+        let i = stretched.len_of(axis);
+        let mut dims = stretched.shape().to_vec();
+        dims[a + 2] = (i - 1) * ax.stride + 1;
+        let mut wider = ArrayD::zeros(IxDyn(&dims));
+        wider
+            .slice_axis_mut(axis, Slice::new(0, None, ax.stride as isize))
+            .assign(&stretched);
+        stretched = wider;
+    }
+    let mut padded = stretched.clone();
+    for (a, ax) in shape.axes.iter().enumerate() {
+        let reach = (ax.dilation * (ax.kernel - 1)) as isize;
+        let before = reach - ax.pad_before as isize;
+        // The output size decides the end: whatever op the settings imply (explicit or TF's).
+        let after = shape.big[a] as isize + ax.effective_kernel() as isize - 1 - before - padded.len_of(Axis(a + 2)) as isize;
+        padded = pad_or_crop(&padded, a + 2, before, after);
+    }
+    let flipped_w = flip_and_swap(w, shape.groups);
+    let tape = Tape::new();
+    let y = conv(
+        tape.constant(padded.clone()),
+        tape.constant(flipped_w.clone()),
+        None,
+        &ConvOptions::new()
+            .dilation(shape.axes.iter().map(|a| a.dilation).collect::<Vec<_>>())
+            .groups(shape.groups),
+    )?;
+    let y = (*y.value()).clone();
+    Ok(ZeroInsertion {
+        stretched,
+        padded,
+        flipped_w,
+        y,
+    })
+}
+
+/// Zeros (positive counts) or cropping (negative counts) at both ends of `axis`.
+fn pad_or_crop<T: Float>(x: &ArrayD<T>, axis: usize, before: isize, after: isize) -> ArrayD<T> {
+    let n = x.len_of(Axis(axis)) as isize;
+    let kept = x.slice_axis(Axis(axis), Slice::from((-before).max(0)..n - (-after).max(0)));
+    let mut dims = kept.shape().to_vec();
+    dims[axis] += (before.max(0) + after.max(0)) as usize;
+    let mut y = ArrayD::zeros(IxDyn(&dims));
+    let start = before.max(0);
+    y.slice_axis_mut(Axis(axis), Slice::from(start..start + kept.len_of(Axis(axis)) as isize))
+        .assign(&kept);
+    y
+}
+
+/// `[c_in, c_out/g, k..]` → `[c_out, c_in/g, k..]`, flipped along every spatial axis.
+fn flip_and_swap<T: Float>(w: &ArrayD<T>, groups: usize) -> ArrayD<T> {
+    let (c_in, c_out_g) = (w.shape()[0], w.shape()[1]);
+    let c_in_g = c_in / groups;
+    let mut flipped = w.clone();
+    for a in 2..w.ndim() {
+        flipped.invert_axis(Axis(a));
+    }
+    let mut dims = w.shape().to_vec();
+    dims[0] = c_out_g * groups;
+    dims[1] = c_in_g;
+    let mut out = ArrayD::zeros(IxDyn(&dims));
+    for g in 0..groups {
+        for ci in 0..c_in_g {
+            for co in 0..c_out_g {
+                out.index_axis_mut(Axis(0), g * c_out_g + co)
+                    .index_axis_mut(Axis(0), ci)
+                    .assign(&flipped.index_axis(Axis(0), g * c_in_g + ci).index_axis(Axis(0), co));
+            }
+        }
+    }
+    out
+}
