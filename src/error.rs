@@ -47,9 +47,7 @@ pub enum Error {
         reason: String,
     },
     /// `backward` was called on a non-scalar without a seed gradient.
-    #[error(
-        "backward: the output has shape {shape:?}; a non-scalar output needs an explicit seed gradient"
-    )]
+    #[error("backward: the output has shape {shape:?}; a non-scalar output needs an explicit seed gradient")]
     NonScalarBackward {
         /// Shape of the output.
         shape: Vec<usize>,
@@ -78,12 +76,7 @@ pub(crate) fn invalid(
 }
 
 /// Shorthand for an [`Error::BadShape`].
-pub(crate) fn bad_shape(
-    op: &'static str,
-    input: &'static str,
-    shape: &[usize],
-    reason: impl Into<String>,
-) -> Error {
+pub(crate) fn bad_shape(op: &'static str, input: &'static str, shape: &[usize], reason: impl Into<String>) -> Error {
     Error::BadShape {
         op,
         input,

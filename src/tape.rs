@@ -37,12 +37,8 @@ pub trait Op<T: Float>: 'static {
     ///
     /// # Errors
     /// Only if an op used inside fails; a correct rule on a recorded forward never does.
-    fn backward<'t>(
-        &self,
-        inputs: &[Var<'t, T>],
-        y: Var<'t, T>,
-        grad_y: Var<'t, T>,
-    ) -> Result<Vec<Option<Var<'t, T>>>>;
+    fn backward<'t>(&self, inputs: &[Var<'t, T>], y: Var<'t, T>, grad_y: Var<'t, T>)
+    -> Result<Vec<Option<Var<'t, T>>>>;
 }
 
 /// What a node is, for printing and for deciding what `backward` does at it.
@@ -194,10 +190,7 @@ impl<T: Float> Tape<T> {
         self.recording.set(recording);
         // Take the arrays out before the nodes holding them are dropped.
         let grads = result.map(|grads| Grads {
-            by_id: grads
-                .into_iter()
-                .map(|g| g.map(|g| g.value()))
-                .collect(),
+            by_id: grads.into_iter().map(|g| g.map(|g| g.value())).collect(),
         });
         self.nodes.borrow_mut().truncate(start);
         grads

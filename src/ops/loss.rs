@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use crate::error::{bad_shape, invalid, Error, Result};
+use crate::error::{Error, Result, bad_shape, invalid};
 use crate::float::Float;
 use crate::ops::check_axis;
 use crate::tape::{Op, Var};
@@ -64,10 +64,7 @@ impl<T: Float> Op<T> for BceWithLogits {
             .requires_grad()
             .then(|| z.sigmoid()?.sub(t)?.mul_scalar(inv_n)?.mul(g))
             .transpose()?;
-        let grad_t = t
-            .requires_grad()
-            .then(|| z.mul_scalar(-inv_n)?.mul(g))
-            .transpose()?;
+        let grad_t = t.requires_grad().then(|| z.mul_scalar(-inv_n)?.mul(g)).transpose()?;
         Ok(vec![grad_z, grad_t])
     }
 }
@@ -97,9 +94,15 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn log_softmax(self, axis: usize) -> Result<Var<'t, T>> {
         check_axis("log_softmax", axis, self.ndim())?;
         let x = self.value();
-        let max = x.fold_axis(Axis(axis), T::neg_infinity(), |&a, &b| a.max(b)).insert_axis(Axis(axis));
+        let max = x
+            .fold_axis(Axis(axis), T::neg_infinity(), |&a, &b| a.max(b))
+            .insert_axis(Axis(axis));
         let shifted = &*x - &max;
-        let lse = shifted.mapv(|v| v.exp()).sum_axis(Axis(axis)).mapv(|s| s.ln()).insert_axis(Axis(axis));
+        let lse = shifted
+            .mapv(|v| v.exp())
+            .sum_axis(Axis(axis))
+            .mapv(|s| s.ln())
+            .insert_axis(Axis(axis));
         let y = shifted - &lse;
         Ok(self.tape().record(y, &[self], LogSoftmax { axis }))
     }
@@ -121,7 +124,12 @@ impl<'t, T: Float> Var<'t, T> {
 pub fn softmax_cross_entropy<'t, T: Float>(logits: Var<'t, T>, target: Var<'t, T>) -> Result<Var<'t, T>> {
     let shape = logits.shape();
     if shape.len() != 2 {
-        return Err(bad_shape("softmax_cross_entropy", "logits", &shape, "must be [n, classes]"));
+        return Err(bad_shape(
+            "softmax_cross_entropy",
+            "logits",
+            &shape,
+            "must be [n, classes]",
+        ));
     }
     same_shape("softmax_cross_entropy", logits, target)?;
     let n = shape[0] as f64;
@@ -136,7 +144,12 @@ pub fn one_hot<'t, T: Float>(tape: &'t crate::Tape<T>, labels: &[usize], classes
     let mut y = ArrayD::zeros(IxDyn(&[labels.len(), classes]));
     for (i, &c) in labels.iter().enumerate() {
         if c >= classes {
-            return Err(invalid("one_hot", "labels", c, format!("must be below classes = {classes}")));
+            return Err(invalid(
+                "one_hot",
+                "labels",
+                c,
+                format!("must be below classes = {classes}"),
+            ));
         }
         y[[i, c]] = T::one();
     }

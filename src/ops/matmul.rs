@@ -4,7 +4,7 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayView2, Ix2, IxDyn};
 
-use crate::error::{bad_shape, Error, Result};
+use crate::error::{Error, Result, bad_shape};
 use crate::float::Float;
 use crate::ops::broadcast_shape;
 use crate::tape::{Op, Var};
@@ -65,7 +65,13 @@ fn matmul_array<T: Float>(a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>> {
         let idx = unravel(i, &batch);
         let ai: ArrayView2<'_, T> = slice_batch(&a, &idx);
         let bi: ArrayView2<'_, T> = slice_batch(&b, &idx);
-        general_mat_mul(T::one(), &ai, &bi, T::zero(), &mut y3.index_axis_mut(ndarray::Axis(0), i));
+        general_mat_mul(
+            T::one(),
+            &ai,
+            &bi,
+            T::zero(),
+            &mut y3.index_axis_mut(ndarray::Axis(0), i),
+        );
     }
     Ok(y)
 }

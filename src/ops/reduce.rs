@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use crate::error::{invalid, Error, Result};
+use crate::error::{Error, Result, invalid};
 use crate::float::Float;
 use crate::ops::{broadcast_shape, check_axis};
 use crate::tape::{Op, Var};

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
-use crate::error::{bad_shape, invalid, Error, Result};
+use crate::error::{Error, Result, bad_shape, invalid};
 use crate::float::Float;
 use crate::ops::check_axis;
 use crate::tape::{Op, Var};
@@ -119,8 +119,7 @@ impl<'t, T: Float> Var<'t, T> {
             ));
         }
         let x = self.value();
-        let y = ArrayD::from_shape_vec(IxDyn(shape), x.iter().copied().collect())
-            .expect("element counts were checked");
+        let y = ArrayD::from_shape_vec(IxDyn(shape), x.iter().copied().collect()).expect("element counts were checked");
         Ok(self.tape().record(y, &[self], Reshape))
     }
 
@@ -139,7 +138,12 @@ impl<'t, T: Float> Var<'t, T> {
                 format!("must be a permutation of 0..{n}"),
             ));
         }
-        let y = self.value().view().permuted_axes(IxDyn(axes)).as_standard_layout().into_owned();
+        let y = self
+            .value()
+            .view()
+            .permuted_axes(IxDyn(axes))
+            .as_standard_layout()
+            .into_owned();
         Ok(self.tape().record(y, &[self], Permute { axes: axes.to_vec() }))
     }
 
@@ -164,7 +168,12 @@ impl<'t, T: Float> Var<'t, T> {
         let shape = self.shape();
         check_axis("flatten", end, shape.len())?;
         if start > end {
-            return Err(invalid("flatten", "start", start, format!("must not exceed end = {end}")));
+            return Err(invalid(
+                "flatten",
+                "start",
+                start,
+                format!("must not exceed end = {end}"),
+            ));
         }
         let merged: usize = shape[start..=end].iter().product();
         let new: Vec<usize> = shape[..start]
@@ -205,7 +214,8 @@ impl<'t, T: Float> Var<'t, T> {
         let n = shape[axis];
         shape[axis] += before + after;
         let mut y = ArrayD::zeros(IxDyn(&shape));
-        y.slice_axis_mut(Axis(axis), Slice::from(before..before + n)).assign(&*self.value());
+        y.slice_axis_mut(Axis(axis), Slice::from(before..before + n))
+            .assign(&*self.value());
         Ok(self.tape().record(y, &[self], PadAxis { axis, before, after }))
     }
 }
@@ -224,7 +234,11 @@ pub fn concat<'t, T: Float>(xs: &[Var<'t, T>], axis: usize) -> Result<Var<'t, T>
     for x in &xs[1..] {
         let shape = x.shape();
         let agrees = shape.len() == shape0.len()
-            && shape.iter().zip(&shape0).enumerate().all(|(i, (a, b))| i == axis || a == b);
+            && shape
+                .iter()
+                .zip(&shape0)
+                .enumerate()
+                .all(|(i, (a, b))| i == axis || a == b);
         if !agrees {
             return Err(Error::ShapeMismatch {
                 op: "concat",

@@ -6,9 +6,9 @@ use ndarray::{ArrayD, IxDyn};
 use super::conv_transpose::conv_transpose_with;
 use super::correlate::correlate;
 use super::kernels::{self, ConvShape};
-use super::options::{conv_shape, ConvOptions};
-use super::{add_bias, batched, describe};
-use crate::error::{bad_shape, Result};
+use super::options::{ConvOptions, conv_shape};
+use super::{add_bias, batched, check_bias, describe};
+use crate::error::Result;
 use crate::float::Float;
 use crate::tape::{Op, Var};
 
@@ -25,10 +25,21 @@ impl<T: Float> Op<T> for Conv {
     /// `y = A(w)·x`, so `grad_x = A(w)ᵀ·grad_y` — the transposed conv with the same weight and
     /// settings, sized back to `x` (PyTorch's `output_padding = (i + 2p − k_e) mod s`) — and
     /// `grad_w` correlates `x` with `grad_y`.
-    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, grad_y: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
+    fn backward<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        _y: Var<'t, T>,
+        grad_y: Var<'t, T>,
+    ) -> Result<Vec<Option<Var<'t, T>>>> {
         let (x, w) = (inputs[0], inputs[1]);
-        let grad_x = x.requires_grad().then(|| conv_transpose_with(grad_y, w, self.shape.clone())).transpose()?;
-        let grad_w = w.requires_grad().then(|| correlate(x, grad_y, self.shape.clone())).transpose()?;
+        let grad_x = x
+            .requires_grad()
+            .then(|| conv_transpose_with(grad_y, w, self.shape.clone()))
+            .transpose()?;
+        let grad_w = w
+            .requires_grad()
+            .then(|| correlate(x, grad_y, self.shape.clone()))
+            .transpose()?;
         Ok(vec![grad_x, grad_w])
     }
 }
@@ -38,7 +49,10 @@ impl<T: Float> Op<T> for Conv {
 pub(crate) fn conv_with<'t, T: Float>(x: Var<'t, T>, w: Var<'t, T>, shape: ConvShape) -> Result<Var<'t, T>> {
     let (xv, wv) = (x.value(), w.value());
     let y = kernels::gather(&shape, contiguous(&xv), contiguous(&wv));
-    let dims: Vec<usize> = [shape.batch, shape.c_small].into_iter().chain(shape.small.iter().copied()).collect();
+    let dims: Vec<usize> = [shape.batch, shape.c_small]
+        .into_iter()
+        .chain(shape.small.iter().copied())
+        .collect();
     let y = ArrayD::from_shape_vec(IxDyn(&dims), y).expect("gather fills the whole output");
     Ok(x.tape().record(y, &[x, w], Conv { shape }))
 }
@@ -74,7 +88,12 @@ pub(super) fn contiguous<T: Float>(a: &ArrayD<T>) -> &[T] {
 /// assert_eq!(y.value().as_slice().unwrap(), &[6.0, 6.0, 6.0]);
 /// # Ok::<(), adjoint::Error>(())
 /// ```
-pub fn conv<'t, T: Float>(x: Var<'t, T>, w: Var<'t, T>, b: Option<Var<'t, T>>, opts: &ConvOptions) -> Result<Var<'t, T>> {
+pub fn conv<'t, T: Float>(
+    x: Var<'t, T>,
+    w: Var<'t, T>,
+    b: Option<Var<'t, T>>,
+    opts: &ConvOptions,
+) -> Result<Var<'t, T>> {
     conv_named("conv", x, w, b, opts)
 }
 
@@ -87,11 +106,7 @@ pub(super) fn conv_named<'t, T: Float>(
 ) -> Result<Var<'t, T>> {
     batched(op, x, w, |x| {
         let shape = conv_shape(op, opts, &x.shape(), &w.shape())?;
-        if let Some(b) = b {
-            if b.shape() != [shape.c_small] {
-                return Err(bad_shape(op, "bias", &b.shape(), format!("must be [c_out] = [{}]", shape.c_small)));
-            }
-        }
+        check_bias(op, b, shape.c_small)?;
         add_bias(conv_with(x, w, shape)?, b)
     })
 }
@@ -116,4 +131,8 @@ macro_rules! conv_rank {
 
 conv_rank!(conv1d, 1, "`x: [n, c_in, l]`, `w: [c_out, c_in/g, k]`");
 conv_rank!(conv2d, 2, "`x: [n, c_in, h, w]`, `w: [c_out, c_in/g, k_h, k_w]`");
-conv_rank!(conv3d, 3, "`x: [n, c_in, d, h, w]`, `w: [c_out, c_in/g, k_d, k_h, k_w]`");
+conv_rank!(
+    conv3d,
+    3,
+    "`x: [n, c_in, d, h, w]`, `w: [c_out, c_in/g, k_d, k_h, k_w]`"
+);

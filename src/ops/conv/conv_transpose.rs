@@ -6,9 +6,9 @@ use ndarray::{ArrayD, IxDyn};
 use super::conv::{contiguous, conv_with};
 use super::correlate::correlate;
 use super::kernels::{self, ConvShape};
-use super::options::{conv_transpose_shape, ConvTransposeOptions};
-use super::{add_bias, batched, describe};
-use crate::error::{bad_shape, Result};
+use super::options::{ConvTransposeOptions, conv_transpose_shape};
+use super::{add_bias, batched, check_bias, describe};
+use crate::error::Result;
 use crate::float::Float;
 use crate::tape::{Op, Var};
 
@@ -25,10 +25,21 @@ impl<T: Float> Op<T> for ConvTranspose {
     /// `y = A(w)ᵀ·x`, so `grad_x = A(w)·grad_y` — the conv with the same weight and settings —
     /// and `grad_w` is the same correlation as the conv's, with `grad_y` on the conv's input
     /// side and `x` on its output side.
-    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, grad_y: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
+    fn backward<'t>(
+        &self,
+        inputs: &[Var<'t, T>],
+        _y: Var<'t, T>,
+        grad_y: Var<'t, T>,
+    ) -> Result<Vec<Option<Var<'t, T>>>> {
         let (x, w) = (inputs[0], inputs[1]);
-        let grad_x = x.requires_grad().then(|| conv_with(grad_y, w, self.shape.clone())).transpose()?;
-        let grad_w = w.requires_grad().then(|| correlate(grad_y, x, self.shape.clone())).transpose()?;
+        let grad_x = x
+            .requires_grad()
+            .then(|| conv_with(grad_y, w, self.shape.clone()))
+            .transpose()?;
+        let grad_w = w
+            .requires_grad()
+            .then(|| correlate(grad_y, x, self.shape.clone()))
+            .transpose()?;
         Ok(vec![grad_x, grad_w])
     }
 }
@@ -38,7 +49,10 @@ impl<T: Float> Op<T> for ConvTranspose {
 pub(crate) fn conv_transpose_with<'t, T: Float>(x: Var<'t, T>, w: Var<'t, T>, shape: ConvShape) -> Result<Var<'t, T>> {
     let (xv, wv) = (x.value(), w.value());
     let y = kernels::scatter(&shape, contiguous(&xv), contiguous(&wv));
-    let dims: Vec<usize> = [shape.batch, shape.c_big].into_iter().chain(shape.big.iter().copied()).collect();
+    let dims: Vec<usize> = [shape.batch, shape.c_big]
+        .into_iter()
+        .chain(shape.big.iter().copied())
+        .collect();
     let y = ArrayD::from_shape_vec(IxDyn(&dims), y).expect("scatter fills the whole output");
     Ok(x.tape().record(y, &[x, w], ConvTranspose { shape }))
 }
@@ -90,11 +104,7 @@ fn conv_transpose_named<'t, T: Float>(
 ) -> Result<Var<'t, T>> {
     batched(op, x, w, |x| {
         let shape = conv_transpose_shape(op, opts, &x.shape(), &w.shape())?;
-        if let Some(b) = b {
-            if b.shape() != [shape.c_big] {
-                return Err(bad_shape(op, "bias", &b.shape(), format!("must be [c_out] = [{}]", shape.c_big)));
-            }
-        }
+        check_bias(op, b, shape.c_big)?;
         add_bias(conv_transpose_with(x, w, shape)?, b)
     })
 }
@@ -119,5 +129,13 @@ macro_rules! conv_transpose_rank {
 }
 
 conv_transpose_rank!(conv_transpose1d, 1, "`x: [n, c_in, l]`, `w: [c_in, c_out/g, k]`");
-conv_transpose_rank!(conv_transpose2d, 2, "`x: [n, c_in, h, w]`, `w: [c_in, c_out/g, k_h, k_w]`");
-conv_transpose_rank!(conv_transpose3d, 3, "`x: [n, c_in, d, h, w]`, `w: [c_in, c_out/g, k_d, k_h, k_w]`");
+conv_transpose_rank!(
+    conv_transpose2d,
+    2,
+    "`x: [n, c_in, h, w]`, `w: [c_in, c_out/g, k_h, k_w]`"
+);
+conv_transpose_rank!(
+    conv_transpose3d,
+    3,
+    "`x: [n, c_in, d, h, w]`, `w: [c_in, c_out/g, k_d, k_h, k_w]`"
+);

@@ -26,8 +26,14 @@ impl<T: Float> Op<T> for Correlate {
     /// `∂/∂big = conv_transpose(small, G)` and `∂/∂small = conv(big, G)` — the pair again.
     fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, g: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
         let (big, small) = (inputs[0], inputs[1]);
-        let grad_big = big.requires_grad().then(|| conv_transpose_with(small, g, self.shape.clone())).transpose()?;
-        let grad_small = small.requires_grad().then(|| conv_with(big, g, self.shape.clone())).transpose()?;
+        let grad_big = big
+            .requires_grad()
+            .then(|| conv_transpose_with(small, g, self.shape.clone()))
+            .transpose()?;
+        let grad_small = small
+            .requires_grad()
+            .then(|| conv_with(big, g, self.shape.clone()))
+            .transpose()?;
         Ok(vec![grad_big, grad_small])
     }
 }

@@ -109,16 +109,30 @@ pub fn tf_valid(i: usize, kernel: usize, stride: usize, dilation: usize) -> usiz
 /// shape: `SAME` gives `i·s`, `VALID` gives `i·s + max(k_e − s, 0)`.
 pub fn tf_transpose_default_size(same: bool, i: usize, kernel: usize, stride: usize, dilation: usize) -> usize {
     let k_e = dilation * (kernel - 1) + 1;
-    if same { i * stride } else { i * stride + k_e.saturating_sub(stride) }
+    if same {
+        i * stride
+    } else {
+        i * stride + k_e.saturating_sub(stride)
+    }
 }
 
 /// The explicit output sizes a TensorFlow transposed conv accepts: those the forward conv with
 /// the same mode maps back to `i`. `SAME`: `[(i−1)s + 1, i·s]`; `VALID`:
 /// `[(i−1)s + k_e, (i−1)s + k_e + s − 1]`.
-pub fn tf_transpose_sizes(same: bool, i: usize, kernel: usize, stride: usize, dilation: usize) -> RangeInclusive<usize> {
+pub fn tf_transpose_sizes(
+    same: bool,
+    i: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+) -> RangeInclusive<usize> {
     let k_e = dilation * (kernel - 1) + 1;
     let base = i.saturating_sub(1) * stride;
-    if same { base + 1..=i * stride } else { base + k_e..=base + k_e + stride - 1 }
+    if same {
+        base + 1..=i * stride
+    } else {
+        base + k_e..=base + k_e + stride - 1
+    }
 }
 
 /// For a TensorFlow transposed conv of input size `i` and chosen output size `n`, the padding

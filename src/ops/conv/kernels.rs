@@ -92,7 +92,8 @@ impl IndexMap {
             for lead in 0..lead_positions {
                 unravel(lead, shape.small[..r - 1].iter().copied(), &mut pos_idx);
                 let base = lead_axes.iter().enumerate().try_fold(0, |acc, (a, ax)| {
-                    ax.source(pos_idx[a], tap_idx[a], shape.big[a]).map(|s| acc + s * strides[a])
+                    ax.source(pos_idx[a], tap_idx[a], shape.big[a])
+                        .map(|s| acc + s * strides[a])
                 });
                 if let Some(base) = base {
                     segments.push(Segment {

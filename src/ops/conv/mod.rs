@@ -18,6 +18,7 @@
 //! Weight layouts follow PyTorch: conv `[c_out, c_in/g, k..]`, transposed conv
 //! `[c_in, c_out/g, k..]`. They are the same array seen from the two ends of one matrix.
 
+#[allow(clippy::module_inception)] // conv.rs beside conv_transpose.rs is the point of the layout
 mod conv;
 mod conv_transpose;
 mod correlate;
@@ -33,7 +34,7 @@ pub use options::{ConvOptions, ConvTransposeOptions, Padding, PerAxis, Transpose
 
 use kernels::ConvShape;
 
-use crate::error::{bad_shape, Result};
+use crate::error::{Result, bad_shape};
 use crate::float::Float;
 use crate::tape::Var;
 
@@ -42,13 +43,22 @@ fn describe(op: &str, shape: &ConvShape) -> String {
     let s: Vec<usize> = shape.axes.iter().map(|a| a.stride).collect();
     let p: Vec<(usize, usize)> = shape.axes.iter().map(|a| (a.pad_before, a.pad_after)).collect();
     let d: Vec<usize> = shape.axes.iter().map(|a| a.dilation).collect();
-    format!("{op}{}d(s={s:?}, p={p:?}, d={d:?}, g={})", shape.axes.len(), shape.groups)
+    format!(
+        "{op}{}d(s={s:?}, p={p:?}, d={d:?}, g={})",
+        shape.axes.len(),
+        shape.groups
+    )
 }
 
 fn check_rank<T: Float>(op: &'static str, w: Var<'_, T>, rank: usize) -> Result<()> {
     let shape = w.shape();
     if shape.len() != rank + 2 {
-        return Err(bad_shape(op, "w", &shape, format!("needs {} axes [c, c/groups, {rank} kernel sizes]", rank + 2)));
+        return Err(bad_shape(
+            op,
+            "w",
+            &shape,
+            format!("needs {} axes [c, c/groups, {rank} kernel sizes]", rank + 2),
+        ));
     }
     Ok(())
 }
@@ -73,10 +83,27 @@ fn batched<'t, T: Float>(
             op,
             "x",
             &xs,
-            format!("needs {} axes [n, c, spatial..] or {} unbatched, to match w {ws:?}", ws.len(), ws.len() - 1),
+            format!(
+                "needs {} axes [n, c, spatial..] or {} unbatched, to match w {ws:?}",
+                ws.len(),
+                ws.len() - 1
+            ),
         ));
     }
     f(x)
+}
+
+/// Refuses a bias that is not `[c_out]`, before any work is recorded.
+fn check_bias<T: Float>(op: &'static str, b: Option<Var<'_, T>>, c_out: usize) -> Result<()> {
+    match b {
+        Some(b) if b.shape() != [c_out] => Err(bad_shape(
+            op,
+            "bias",
+            &b.shape(),
+            format!("must be [c_out] = [{c_out}]"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `y + b` with `b: [c]` broadcast over `y: [n, c, spatial..]`.

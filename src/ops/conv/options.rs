@@ -1,9 +1,9 @@
 //! Settings of the conv family, PyTorch's names and defaults, and their validation into a
 //! [`ConvShape`] the kernels run on. Every invalid setting is refused here, before any work.
 
-use super::geometry::{tf_transpose_axis, tf_transpose_default_size, tf_transpose_sizes, AxisGeometry};
+use super::geometry::{AxisGeometry, tf_transpose_axis, tf_transpose_default_size, tf_transpose_sizes};
 use super::kernels::ConvShape;
-use crate::error::{bad_shape, invalid, Error, Result};
+use crate::error::{Error, Result, bad_shape, invalid};
 
 /// A setting given once for every spatial axis (`2`) or per axis (`[2, 1]`), like PyTorch's
 /// `int or tuple` arguments.
@@ -76,7 +76,12 @@ fn pairs(op: &'static str, v: &[(usize, usize)], rank: usize) -> Result<Vec<(usi
     match v.len() {
         1 => Ok(vec![v[0]; rank]),
         n if n == rank => Ok(v.to_vec()),
-        _ => Err(invalid(op, "padding", v, format!("needs 1 or {rank} (before, after) pairs"))),
+        _ => Err(invalid(
+            op,
+            "padding",
+            v,
+            format!("needs 1 or {rank} (before, after) pairs"),
+        )),
     }
 }
 
@@ -265,11 +270,21 @@ fn common(
     groups: usize,
 ) -> Result<Common> {
     if w.len() < 3 {
-        return Err(bad_shape(op, "w", w, "needs [channels, channels/groups, kernel..] with at least one spatial axis"));
+        return Err(bad_shape(
+            op,
+            "w",
+            w,
+            "needs [channels, channels/groups, kernel..] with at least one spatial axis",
+        ));
     }
     let rank = w.len() - 2;
     if x.len() != rank + 2 {
-        return Err(bad_shape(op, "x", x, format!("needs {} axes [n, c, spatial..] to match w", rank + 2)));
+        return Err(bad_shape(
+            op,
+            "x",
+            x,
+            format!("needs {} axes [n, c, spatial..] to match w", rank + 2),
+        ));
     }
     let stride = stride.per_axis(op, "stride", rank)?;
     let dilation = dilation.per_axis(op, "dilation", rank)?;
@@ -298,8 +313,13 @@ fn common(
 }
 
 fn divisible(op: &'static str, what: &'static str, channels: usize, groups: usize) -> Result<()> {
-    if channels % groups != 0 {
-        return Err(invalid(op, "groups", groups, format!("{what} = {channels} is not divisible by it")));
+    if !channels.is_multiple_of(groups) {
+        return Err(invalid(
+            op,
+            "groups",
+            groups,
+            format!("{what} = {channels} is not divisible by it"),
+        ));
     }
     Ok(())
 }
@@ -307,7 +327,12 @@ fn divisible(op: &'static str, what: &'static str, channels: usize, groups: usiz
 /// Validates a conv and sizes its output.
 /// `x: [n, c_in, i..]`, `w: [c_out, c_in/g, k..]` → shape with big = `i..`, small = `o..`.
 pub(crate) fn conv_shape(op: &'static str, opts: &ConvOptions, x: &[usize], w: &[usize]) -> Result<ConvShape> {
-    let Common { rank, stride, dilation, kernel } = common(op, x, w, &opts.stride, &opts.dilation, opts.groups)?;
+    let Common {
+        rank,
+        stride,
+        dilation,
+        kernel,
+    } = common(op, x, w, &opts.stride, &opts.dilation, opts.groups)?;
     let (c_in, c_out, g) = (x[1], w[0], opts.groups);
     divisible(op, "in_channels", c_in, g)?;
     divisible(op, "out_channels", c_out, g)?;
@@ -316,7 +341,11 @@ pub(crate) fn conv_shape(op: &'static str, opts: &ConvOptions, x: &[usize], w: &
             op,
             lhs: x.to_vec(),
             rhs: w.to_vec(),
-            reason: format!("x has {c_in} channels but w expects {} × groups {g} = {}", w[1], w[1] * g),
+            reason: format!(
+                "x has {c_in} channels but w expects {} × groups {g} = {}",
+                w[1],
+                w[1] * g
+            ),
         });
     }
     let pads: Vec<(usize, usize)> = match &opts.padding {
@@ -382,7 +411,12 @@ pub(crate) fn conv_transpose_shape(
     x: &[usize],
     w: &[usize],
 ) -> Result<ConvShape> {
-    let Common { rank, stride, dilation, kernel } = common(op, x, w, &opts.stride, &opts.dilation, opts.groups)?;
+    let Common {
+        rank,
+        stride,
+        dilation,
+        kernel,
+    } = common(op, x, w, &opts.stride, &opts.dilation, opts.groups)?;
     let (c_in, g) = (x[1], opts.groups);
     divisible(op, "in_channels", c_in, g)?;
     if w[0] != c_in {
@@ -390,7 +424,10 @@ pub(crate) fn conv_transpose_shape(
             op,
             lhs: x.to_vec(),
             rhs: w.to_vec(),
-            reason: format!("x has {c_in} channels but w has {} input channels (its first axis)", w[0]),
+            reason: format!(
+                "x has {c_in} channels but w has {} input channels (its first axis)",
+                w[0]
+            ),
         });
     }
     let output_padding = opts.output_padding.per_axis(op, "output_padding", rank)?;
@@ -409,7 +446,12 @@ pub(crate) fn conv_transpose_shape(
             return Err(invalid(op, "output_size", size, format!("needs {rank} values")));
         }
         Some(_) if output_padding.iter().any(|&p| p != 0) => {
-            return Err(invalid(op, "output_size", &opts.output_size, "give output_size or output_padding, not both"));
+            return Err(invalid(
+                op,
+                "output_size",
+                &opts.output_size,
+                "give output_size or output_padding, not both",
+            ));
         }
         other => other.clone(),
     };
@@ -429,7 +471,9 @@ pub(crate) fn conv_transpose_shape(
                                 op,
                                 "output_size",
                                 size,
-                                format!("axis {a} must lie in {allowed:?}: the sizes a conv with these settings maps back to {i}"),
+                                format!(
+                                    "axis {a} must lie in {allowed:?}: the sizes a conv with these settings maps back to {i}"
+                                ),
                             ));
                         }
                         size[a]
@@ -447,7 +491,13 @@ pub(crate) fn conv_transpose_shape(
                     TransposePadding::Asymmetric(p) => pairs(op, p, rank)?[a],
                     _ => unreachable!("matched above"),
                 };
-                let axis = AxisGeometry { kernel: k, stride: s, dilation: d, pad_before, pad_after };
+                let axis = AxisGeometry {
+                    kernel: k,
+                    stride: s,
+                    dilation: d,
+                    pad_before,
+                    pad_after,
+                };
                 let n = match &wanted {
                     Some(size) => {
                         // PyTorch's `output_size=`: any of the sizes the conv maps back to `i`.

@@ -11,10 +11,10 @@
 
 use ndarray::{Array2, ArrayD, Axis, Dimension, IxDyn, Slice};
 
-use super::kernels::ConvShape;
 use super::conv;
-use super::options::{conv_shape, conv_transpose_shape, ConvOptions, ConvTransposeOptions};
-use crate::error::{bad_shape, Result};
+use super::kernels::ConvShape;
+use super::options::{ConvOptions, ConvTransposeOptions, conv_shape, conv_transpose_shape};
+use crate::error::{Result, bad_shape};
 use crate::float::Float;
 use crate::tape::Tape;
 
@@ -51,7 +51,11 @@ pub fn conv_matrix<T: Float>(w: &ArrayD<T>, input: &[usize], opts: &ConvOptions)
 ///
 /// # Errors
 /// As [`conv_transpose`](super::conv_transpose) for `x` of shape `[1, ..input]`.
-pub fn conv_transpose_matrix<T: Float>(w: &ArrayD<T>, input: &[usize], opts: &ConvTransposeOptions) -> Result<Array2<T>> {
+pub fn conv_transpose_matrix<T: Float>(
+    w: &ArrayD<T>,
+    input: &[usize],
+    opts: &ConvTransposeOptions,
+) -> Result<Array2<T>> {
     let shape = conv_transpose_shape("conv_transpose_matrix", opts, &with_batch(input), w.shape())?;
     Ok(dense(&shape, w).reversed_axes().as_standard_layout().into_owned())
 }
@@ -63,7 +67,10 @@ fn with_batch(input: &[usize]) -> Vec<usize> {
 /// `A[(o_c, o), (c, i)] = Σ w[o_c, c − group start, t]` over taps `t` with `i = o·s + t·d − p`,
 /// by plain loops: the reference the fast kernels are tested against.
 fn dense<T: Float>(shape: &ConvShape, w: &ArrayD<T>) -> Array2<T> {
-    let (big_len, small_len) = (shape.big.iter().product::<usize>(), shape.small.iter().product::<usize>());
+    let (big_len, small_len) = (
+        shape.big.iter().product::<usize>(),
+        shape.small.iter().product::<usize>(),
+    );
     let (big_g, small_g) = (shape.c_big / shape.groups, shape.c_small / shape.groups);
     let kernel: Vec<usize> = shape.axes.iter().map(|a| a.kernel).collect();
     let mut a = Array2::zeros((shape.c_small * small_len, shape.c_big * big_len));
@@ -145,7 +152,12 @@ pub fn conv_transpose_by_zero_insertion<T: Float>(
 ) -> Result<ZeroInsertion<T>> {
     let op = "conv_transpose_by_zero_insertion";
     if x.ndim() != w.ndim() {
-        return Err(bad_shape(op, "x", x.shape(), format!("needs {} axes [n, c, spatial..]", w.ndim())));
+        return Err(bad_shape(
+            op,
+            "x",
+            x.shape(),
+            format!("needs {} axes [n, c, spatial..]", w.ndim()),
+        ));
     }
     let shape = conv_transpose_shape(op, opts, x.shape(), w.shape())?;
     let mut stretched = x.clone();
@@ -165,7 +177,8 @@ pub fn conv_transpose_by_zero_insertion<T: Float>(
         let reach = (ax.dilation * (ax.kernel - 1)) as isize;
         let before = reach - ax.pad_before as isize;
         // The output size decides the end: whatever op the settings imply (explicit or TF's).
-        let after = shape.big[a] as isize + ax.effective_kernel() as isize - 1 - before - padded.len_of(Axis(a + 2)) as isize;
+        let after =
+            shape.big[a] as isize + ax.effective_kernel() as isize - 1 - before - padded.len_of(Axis(a + 2)) as isize;
         padded = pad_or_crop(&padded, a + 2, before, after);
     }
     let flipped_w = flip_and_swap(w, shape.groups);
