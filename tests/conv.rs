@@ -1,0 +1,251 @@
+//! The conv pair over the table of geometries: finite-difference gradients, the adjoint
+//! identity, and the three views of the transposed conv agreeing.
+
+mod common;
+
+use adjoint::Tape;
+use adjoint::gradcheck::{GradcheckOptions, gradcheck, gradgradcheck};
+use adjoint::ops::conv::views::{conv_matrix, conv_transpose_by_zero_insertion, conv_transpose_matrix};
+use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions, conv, conv_transpose, conv_transpose2d, conv2d};
+use common::{Case, cases, dot, random};
+use ndarray::{Array1, ArrayD, Axis, IxDyn, arr2};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+const CASES_2D: usize = 40;
+const CASES_3D: usize = 12;
+
+fn all_cases() -> Vec<Case> {
+    [cases(1, 0), cases(2, CASES_2D), cases(3, CASES_3D)].concat()
+}
+
+fn check_gradients(case: &Case, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (x, w) = (random(&case.x_shape(), &mut rng), random(&case.w_shape(), &mut rng));
+    let opts = GradcheckOptions {
+        seed,
+        ..Default::default()
+    };
+    let conv_opts = case.conv_options();
+    let b = random(&[case.c_out], &mut rng);
+    let report = gradcheck(
+        |_, v| conv(v[0], v[1], Some(v[2]), &conv_opts),
+        &[x, w.clone(), b],
+        &opts,
+    )
+    .unwrap();
+    assert!(report.passed, "conv {case:?}: {report}");
+
+    // The transposed conv maps the conv's output side back, with the case's output padding.
+    let t_opts = case.transpose_options();
+    let x_t = random(&case.y_shape(), &mut rng);
+    let b_t = random(&[case.c_in], &mut rng);
+    let report = gradcheck(
+        |_, v| conv_transpose(v[0], v[1], Some(v[2]), &t_opts),
+        &[x_t, w, b_t],
+        &opts,
+    )
+    .unwrap();
+    assert!(report.passed, "conv_transpose {case:?}: {report}");
+}
+
+#[test]
+fn gradcheck_conv_and_conv_transpose_1d() {
+    for (n, case) in cases(1, 0).iter().enumerate() {
+        check_gradients(case, n as u64);
+    }
+}
+
+#[test]
+fn gradcheck_conv_and_conv_transpose_2d() {
+    for (n, case) in cases(2, CASES_2D).iter().enumerate() {
+        check_gradients(case, n as u64);
+    }
+}
+
+#[test]
+fn gradcheck_conv_and_conv_transpose_3d() {
+    for (n, case) in cases(3, CASES_3D).iter().enumerate() {
+        check_gradients(case, n as u64);
+    }
+}
+
+/// ⟨conv(x), y⟩ = ⟨x, conv_transpose(y)⟩: what "transpose" means, checked directly.
+#[test]
+fn adjoint_identity_over_the_grid() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for case in all_cases() {
+        let tape = Tape::<f64>::new();
+        let x = random(&case.x_shape(), &mut rng);
+        let y = random(&case.y_shape(), &mut rng);
+        let w = tape.constant(random(&case.w_shape(), &mut rng));
+        let ax = conv(tape.constant(x.clone()), w, None, &case.conv_options())
+            .unwrap()
+            .value();
+        let aty = conv_transpose(tape.constant(y.clone()), w, None, &case.adjoint_options())
+            .unwrap()
+            .value();
+        assert_eq!(aty.shape(), x.shape(), "{case:?}");
+        let (lhs, rhs) = (dot(&ax, &y), dot(&x, &aty));
+        assert!(
+            (lhs - rhs).abs() <= 1e-12 * lhs.abs().max(1.0),
+            "{case:?}: {lhs} vs {rhs}"
+        );
+    }
+}
+
+/// Matrix, zero insertion and the fast kernels give the same numbers, image by image.
+#[test]
+fn three_views_agree_over_the_grid() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for case in all_cases() {
+        let tape = Tape::<f64>::new();
+        let w = random(&case.w_shape(), &mut rng);
+        let x = random(&case.x_shape(), &mut rng);
+        let x_t = random(&case.y_shape(), &mut rng);
+        let w_var = tape.constant(w.clone());
+
+        let fast_conv = conv(tape.constant(x.clone()), w_var, None, &case.conv_options())
+            .unwrap()
+            .value();
+        let fast_t = conv_transpose(tape.constant(x_t.clone()), w_var, None, &case.transpose_options())
+            .unwrap()
+            .value();
+        let steps = conv_transpose_by_zero_insertion(&x_t, &w, &case.transpose_options()).unwrap();
+        assert_close(&steps.y, &fast_t, &format!("zero insertion vs fast {case:?}"));
+
+        let a = conv_matrix(&w, &case.x_shape()[1..], &case.conv_options()).unwrap();
+        let a_t = conv_transpose_matrix(&w, &case.y_shape()[1..], &case.transpose_options()).unwrap();
+        for n in 0..case.batch {
+            let flat = |v: &ArrayD<f64>| Array1::from_iter(v.index_axis(Axis(0), n).iter().copied());
+            assert_close(
+                &a.dot(&flat(&x)).into_dyn(),
+                &flat(&fast_conv).into_dyn(),
+                &format!("A·x vs fast conv {case:?}"),
+            );
+            assert_close(
+                &a_t.dot(&flat(&x_t)).into_dyn(),
+                &flat(&fast_t).into_dyn(),
+                &format!("Aᵀ·y vs fast transposed conv {case:?}"),
+            );
+        }
+        // With the adjoint's output padding the transposed matrix is literally Aᵀ.
+        let exact = conv_transpose_matrix(&w, &case.y_shape()[1..], &case.adjoint_options()).unwrap();
+        assert_eq!(exact, a.t(), "{case:?}");
+    }
+}
+
+fn assert_close(a: &ArrayD<f64>, b: &ArrayD<f64>, what: &str) {
+    assert_eq!(a.shape(), b.shape(), "{what}");
+    let worst = a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    assert!(worst <= 1e-12, "{what}: max difference {worst}");
+}
+
+/// The 1-D example: x = [a..g], kernel [x, y, z], stride 2.
+#[test]
+fn one_d_example_matrix_matches_exactly() {
+    let w = ArrayD::from_shape_vec(IxDyn(&[1, 1, 3]), vec![5.0, 7.0, 11.0]).unwrap();
+    let a = conv_matrix(&w, &[1, 7], &ConvOptions::new().stride(2)).unwrap();
+    let expected = arr2(&[
+        [5.0, 7.0, 11.0, 0.0, 0.0, 0.0, 0.0],
+        [0.0, 0.0, 5.0, 7.0, 11.0, 0.0, 0.0],
+        [0.0, 0.0, 0.0, 0.0, 5.0, 7.0, 11.0],
+    ]);
+    assert_eq!(a, expected);
+    let a_t = conv_transpose_matrix(&w, &[1, 3], &ConvTransposeOptions::new().stride(2)).unwrap();
+    assert_eq!(a_t, expected.t());
+}
+
+/// The duality is literal: conv's input gradient is the transposed conv's forward on the
+/// upstream gradient, and the transposed conv's is the conv's forward.
+#[test]
+fn backward_of_each_is_the_forward_of_the_other() {
+    let mut rng = StdRng::seed_from_u64(3);
+    for case in cases(2, 10) {
+        let tape = Tape::<f64>::new();
+        let x = tape.param(random(&case.x_shape(), &mut rng));
+        let w = tape.constant(random(&case.w_shape(), &mut rng));
+        let y = conv(x, w, None, &case.conv_options()).unwrap();
+        let grad_y = random(&y.shape(), &mut rng);
+        let grads = tape.backward_with(y, grad_y.clone()).unwrap();
+        let forward = conv_transpose(tape.constant(grad_y), w, None, &case.adjoint_options()).unwrap();
+        assert_eq!(grads[x], *forward.value(), "{case:?}");
+
+        let x_t = tape.param(random(&case.y_shape(), &mut rng));
+        let y_t = conv_transpose(x_t, w, None, &case.adjoint_options()).unwrap();
+        let grad_y_t = random(&y_t.shape(), &mut rng);
+        let grads = tape.backward_with(y_t, grad_y_t.clone()).unwrap();
+        let forward = conv(tape.constant(grad_y_t), w, None, &case.conv_options()).unwrap();
+        assert_eq!(grads[x_t], *forward.value(), "{case:?}");
+    }
+}
+
+/// Second derivatives go through conv and transposed conv again.
+#[test]
+fn gradgradcheck_conv2d_and_conv_transpose2d() {
+    let mut rng = StdRng::seed_from_u64(5);
+    for (n, case) in cases(2, 8).iter().enumerate() {
+        let opts = GradcheckOptions {
+            seed: n as u64,
+            ..Default::default()
+        };
+        let x = random(&case.x_shape(), &mut rng);
+        let w = random(&case.w_shape(), &mut rng);
+        let b = random(&[case.c_out], &mut rng);
+        let c_opts = case.conv_options();
+        // tanh makes the loss non-quadratic so the Hessian blocks are not all zero.
+        let report = gradgradcheck(
+            |_, v| conv2d(v[0], v[1], Some(v[2]), &c_opts)?.tanh(),
+            &[x, w.clone(), b],
+            &opts,
+        )
+        .unwrap();
+        assert!(report.passed, "conv2d second order {case:?}: {report}");
+
+        let t_opts = case.transpose_options();
+        let x_t = random(&case.y_shape(), &mut rng);
+        let b_t = random(&[case.c_in], &mut rng);
+        let report = gradgradcheck(
+            |_, v| conv_transpose2d(v[0], v[1], Some(v[2]), &t_opts)?.tanh(),
+            &[x_t, w, b_t],
+            &opts,
+        )
+        .unwrap();
+        assert!(report.passed, "conv_transpose2d second order {case:?}: {report}");
+    }
+}
+
+#[test]
+fn the_grid_covers_every_setting() {
+    let all = all_cases();
+    let axes: Vec<_> = all.iter().flat_map(|c| c.axes.iter().copied()).collect();
+    for s in 1..=3 {
+        assert!(axes.iter().any(|a| a.geometry.stride == s));
+    }
+    for d in 1..=2 {
+        assert!(axes.iter().any(|a| a.geometry.dilation == d));
+    }
+    for g in 1..=3 {
+        assert!(all.iter().any(|c| c.groups == g));
+    }
+    assert!(all.iter().any(|c| c.groups == c.c_in && c.c_in > 1), "depthwise");
+    assert!(
+        axes.iter().any(|a| a.geometry.pad_before != a.geometry.pad_after),
+        "asymmetric"
+    );
+    assert!(axes.iter().any(|a| a.geometry.pad_before == 2));
+    assert!(
+        axes.iter().any(|a| a.output_padding >= a.geometry.stride),
+        "op >= s (< d)"
+    );
+    assert!(axes.iter().any(|a| a.geometry.kernel % 2 == 0) && axes.iter().any(|a| a.geometry.kernel % 2 == 1));
+    assert!(
+        all.iter()
+            .any(|c| c.rank() == 2 && c.axes[0].geometry.kernel != c.axes[1].geometry.kernel)
+    );
+    assert!(
+        axes.iter().any(|a| a.geometry.unread(a.i).unwrap() != 0),
+        "(i + 2p − k) mod s ≠ 0"
+    );
+    assert!(all.iter().filter(|c| c.rank() == 3).count() >= CASES_3D);
+}
