@@ -52,6 +52,16 @@ pub enum Error {
         /// Shape of the output.
         shape: Vec<usize>,
     },
+    /// A weights file could not be read, written or matched to a model.
+    #[error("{op}: {path}: {reason}")]
+    Weights {
+        /// `"save"` or `"load"`.
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A dataset could not be read or split.
     #[error(transparent)]
     Data(#[from] DataError),

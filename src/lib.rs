@@ -33,6 +33,9 @@
 //! - [`ops`]: differentiable ops, one file per family, forward beside backward;
 //!   [`ops::conv`] holds the convolution pair.
 //! - [`gradcheck`]: finite-difference checks of first and second derivatives.
+//! - [`nn`]: layers ([`nn::Conv2d`], [`nn::ConvTranspose2d`], ...), [`nn::Sequential`], weights I/O.
+//! - [`optim`]: SGD, Adam, AdamW with PyTorch's update rules.
+//! - [`train`]: the autoencoder of the main example and its training loop.
 //! - [`data`]: datasets for the examples (synthetic shapes, MNIST-format files).
 
 #![warn(missing_docs)]
@@ -42,8 +45,11 @@ pub mod data;
 pub mod error;
 pub mod float;
 pub mod gradcheck;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod tape;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use float::Float;

@@ -13,6 +13,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::ArrayD;
 
@@ -65,6 +66,14 @@ struct Node<T: Float> {
 pub struct Tape<T: Float = f32> {
     nodes: RefCell<Vec<Node<T>>>,
     recording: Cell<bool>,
+    /// Unique per tape and per `clear`, so a parameter bound to an old recording is never
+    /// mistaken for a node of the new one.
+    key: Cell<u64>,
+}
+
+fn fresh_key() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl<T: Float> Default for Tape<T> {
@@ -79,12 +88,28 @@ impl<T: Float> Tape<T> {
         Tape {
             nodes: RefCell::new(Vec::new()),
             recording: Cell::new(true),
+            key: Cell::new(fresh_key()),
         }
     }
 
     /// A leaf whose gradient `backward` will return (a trainable parameter).
     pub fn param(&self, value: ArrayD<T>) -> Var<'_, T> {
         self.push(Rc::new(value), Vec::new(), Kind::Param, true)
+    }
+
+    /// A parameter leaf sharing `value` without copying it (how [`crate::nn::Parameter`] binds).
+    pub fn param_shared(&self, value: Rc<ArrayD<T>>) -> Var<'_, T> {
+        self.push(value, Vec::new(), Kind::Param, true)
+    }
+
+    /// Identifies this tape's current recording (changes on [`Tape::clear`]).
+    pub(crate) fn key(&self) -> u64 {
+        self.key.get()
+    }
+
+    /// The handle of node `id`, if this tape has one.
+    pub(crate) fn var_at(&self, id: usize) -> Option<Var<'_, T>> {
+        (id < self.len()).then_some(Var { tape: self, id })
     }
 
     /// A leaf that needs no gradient (input data, targets, constants).
@@ -150,6 +175,7 @@ impl<T: Float> Tape<T> {
     pub fn clear(&mut self) {
         self.nodes.get_mut().clear();
         self.recording.set(true);
+        self.key.set(fresh_key());
     }
 
     /// Gradients of the scalar `y` with respect to every parameter it depends on.
@@ -190,6 +216,7 @@ impl<T: Float> Tape<T> {
         self.recording.set(recording);
         // Take the arrays out before the nodes holding them are dropped.
         let grads = result.map(|grads| Grads {
+            tape_key: self.key(),
             by_id: grads.into_iter().map(|g| g.map(|g| g.value())).collect(),
         });
         self.nodes.borrow_mut().truncate(start);
@@ -347,6 +374,7 @@ impl<T: Float> fmt::Debug for Var<'_, T> {
 
 /// Leaf gradients from [`Tape::backward`], as plain arrays. Index with the leaf's `Var`.
 pub struct Grads<T: Float> {
+    tape_key: u64,
     by_id: Vec<Option<Rc<ArrayD<T>>>>,
 }
 
@@ -354,6 +382,14 @@ impl<T: Float> Grads<T> {
     /// The gradient of `x`, or `None` if `x` is not a parameter the output depends on.
     pub fn get(&self, x: Var<'_, T>) -> Option<&ArrayD<T>> {
         self.by_id.get(x.id).and_then(|g| g.as_deref())
+    }
+
+    /// The gradient of node `id` of the recording `tape_key` (for parameters bound by id).
+    pub(crate) fn get_id(&self, tape_key: u64, id: usize) -> Option<&ArrayD<T>> {
+        if tape_key != self.tape_key {
+            return None;
+        }
+        self.by_id.get(id).and_then(|g| g.as_deref())
     }
 
     /// Moves the gradient of `x` out (avoiding a copy when it is not shared).

@@ -1,0 +1,221 @@
+//! Conv and transposed-conv layers, side by side: a weight, an optional bias, the settings, and
+//! a `forward` that calls the op.
+
+use rand::Rng;
+
+use super::{Module, Parameter, default_bound, uniform};
+use crate::error::{Result, invalid};
+use crate::float::Float;
+use crate::ops::conv::{ConvOptions, ConvTransposeOptions, PerAxis, conv, conv_transpose};
+use crate::tape::Var;
+
+/// Checks channel counts and the kernel against the rank, and returns the kernel per axis.
+fn layer_kernel(
+    layer: &'static str,
+    rank: usize,
+    c_in: usize,
+    c_out: usize,
+    groups: usize,
+    kernel: PerAxis,
+) -> Result<Vec<usize>> {
+    let kernel = match kernel.0.len() {
+        1 => vec![kernel.0[0]; rank],
+        n if n == rank => kernel.0,
+        _ => {
+            return Err(invalid(
+                layer,
+                "kernel_size",
+                &kernel.0,
+                format!("needs 1 or {rank} values"),
+            ));
+        }
+    };
+    if kernel.contains(&0) {
+        return Err(invalid(layer, "kernel_size", &kernel, "must be at least 1"));
+    }
+    if groups == 0 || c_in == 0 || c_out == 0 || !c_in.is_multiple_of(groups) || !c_out.is_multiple_of(groups) {
+        return Err(invalid(
+            layer,
+            "groups",
+            groups,
+            format!("in_channels = {c_in} and out_channels = {c_out} must be positive multiples of it"),
+        ));
+    }
+    Ok(kernel)
+}
+
+/// A convolution layer of any rank (PyTorch's `nn.Conv{1,2,3}d`): `weight [c_out, c_in/g, k..]`,
+/// `bias [c_out]`, initialised as PyTorch does (uniform, bound `1/√(c_in/g · Πk)`).
+pub struct Conv<T: Float> {
+    /// `[c_out, c_in/g, k..]`.
+    pub weight: Parameter<T>,
+    /// `[c_out]`, if any.
+    pub bias: Option<Parameter<T>>,
+    /// Stride, padding, dilation, groups.
+    pub options: ConvOptions,
+}
+
+impl<T: Float> Conv<T> {
+    /// A conv layer over `rank` spatial axes, with bias.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] for zero or mismatched sizes.
+    pub fn new(
+        rank: usize,
+        c_in: usize,
+        c_out: usize,
+        kernel: impl Into<PerAxis>,
+        options: ConvOptions,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let kernel = layer_kernel("Conv", rank, c_in, c_out, options.groups, kernel.into())?;
+        let fan_in = c_in / options.groups * kernel.iter().product::<usize>();
+        let bound = default_bound(fan_in);
+        let shape: Vec<usize> = [c_out, c_in / options.groups].into_iter().chain(kernel).collect();
+        Ok(Conv {
+            weight: Parameter::new(uniform(&shape, bound, rng)),
+            bias: Some(Parameter::new(uniform(&[c_out], bound, rng))),
+            options,
+        })
+    }
+
+    /// Drops the bias (PyTorch's `bias=False`).
+    pub fn without_bias(mut self) -> Self {
+        self.bias = None;
+        self
+    }
+}
+
+/// A transposed-convolution layer of any rank (PyTorch's `nn.ConvTranspose{1,2,3}d`):
+/// `weight [c_in, c_out/g, k..]`, `bias [c_out]`. PyTorch computes the init bound from the
+/// weight's second axis, so here `fan_in = c_out/g · Πk`.
+pub struct ConvTranspose<T: Float> {
+    /// `[c_in, c_out/g, k..]`.
+    pub weight: Parameter<T>,
+    /// `[c_out]`, if any.
+    pub bias: Option<Parameter<T>>,
+    /// Stride, padding, output padding, dilation, groups.
+    pub options: ConvTransposeOptions,
+}
+
+impl<T: Float> ConvTranspose<T> {
+    /// A transposed-conv layer over `rank` spatial axes, with bias.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] for zero or mismatched sizes.
+    pub fn new(
+        rank: usize,
+        c_in: usize,
+        c_out: usize,
+        kernel: impl Into<PerAxis>,
+        options: ConvTransposeOptions,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let kernel = layer_kernel("ConvTranspose", rank, c_in, c_out, options.groups, kernel.into())?;
+        let fan_in = c_out / options.groups * kernel.iter().product::<usize>();
+        let bound = default_bound(fan_in);
+        let shape: Vec<usize> = [c_in, c_out / options.groups].into_iter().chain(kernel).collect();
+        Ok(ConvTranspose {
+            weight: Parameter::new(uniform(&shape, bound, rng)),
+            bias: Some(Parameter::new(uniform(&[c_out], bound, rng))),
+            options,
+        })
+    }
+
+    /// Drops the bias (PyTorch's `bias=False`).
+    pub fn without_bias(mut self) -> Self {
+        self.bias = None;
+        self
+    }
+}
+
+macro_rules! weight_and_bias {
+    () => {
+        fn parameters(&self) -> Vec<(String, &Parameter<T>)> {
+            let mut out = vec![("weight".to_string(), &self.weight)];
+            out.extend(self.bias.iter().map(|b| ("bias".to_string(), b)));
+            out
+        }
+
+        fn parameters_mut(&mut self) -> Vec<(String, &mut Parameter<T>)> {
+            let mut out = vec![("weight".to_string(), &mut self.weight)];
+            out.extend(self.bias.iter_mut().map(|b| ("bias".to_string(), b)));
+            out
+        }
+    };
+}
+
+impl<T: Float> Module<T> for Conv<T> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let tape = x.tape();
+        conv(
+            x,
+            self.weight.bind(tape),
+            self.bias.as_ref().map(|b| b.bind(tape)),
+            &self.options,
+        )
+    }
+    weight_and_bias!();
+}
+
+impl<T: Float> Module<T> for ConvTranspose<T> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let tape = x.tape();
+        conv_transpose(
+            x,
+            self.weight.bind(tape),
+            self.bias.as_ref().map(|b| b.bind(tape)),
+            &self.options,
+        )
+    }
+    weight_and_bias!();
+}
+
+macro_rules! ranked {
+    ($name:ident, $inner:ident, $options:ty, $rank:literal, $torch:literal) => {
+        #[doc = concat!("PyTorch's `nn.", $torch, "`: a [`", stringify!($inner), "`] over ", stringify!($rank), " spatial axes.")]
+        pub struct $name;
+
+        impl $name {
+            #[doc = concat!("A new `", $torch, "(c_in, c_out, kernel, ..)` layer with PyTorch's initialisation.")]
+            ///
+            /// # Errors
+            /// [`crate::Error::InvalidArgument`] for zero or mismatched sizes.
+            #[allow(clippy::new_ret_no_self)] // the rank is all this type adds
+            pub fn new<T: Float>(
+                c_in: usize,
+                c_out: usize,
+                kernel: impl Into<PerAxis>,
+                options: $options,
+                rng: &mut impl Rng,
+            ) -> Result<$inner<T>> {
+                $inner::new($rank, c_in, c_out, kernel, options, rng)
+            }
+        }
+    };
+}
+
+ranked!(Conv1d, Conv, ConvOptions, 1, "Conv1d");
+ranked!(Conv2d, Conv, ConvOptions, 2, "Conv2d");
+ranked!(Conv3d, Conv, ConvOptions, 3, "Conv3d");
+ranked!(
+    ConvTranspose1d,
+    ConvTranspose,
+    ConvTransposeOptions,
+    1,
+    "ConvTranspose1d"
+);
+ranked!(
+    ConvTranspose2d,
+    ConvTranspose,
+    ConvTransposeOptions,
+    2,
+    "ConvTranspose2d"
+);
+ranked!(
+    ConvTranspose3d,
+    ConvTranspose,
+    ConvTransposeOptions,
+    3,
+    "ConvTranspose3d"
+);

@@ -1,0 +1,70 @@
+//! The fully connected layer.
+
+use rand::Rng;
+
+use super::{Module, Parameter, default_bound, uniform};
+use crate::error::{Result, bad_shape};
+use crate::float::Float;
+use crate::tape::Var;
+
+/// `y = x·Wᵀ + b`, PyTorch's `nn.Linear`: `x: [.., in]`, `weight: [out, in]`, `bias: [out]`.
+pub struct Linear<T: Float> {
+    /// `[out, in]`.
+    pub weight: Parameter<T>,
+    /// `[out]`, if any.
+    pub bias: Option<Parameter<T>>,
+}
+
+impl<T: Float> Linear<T> {
+    /// A layer with PyTorch's default initialisation (uniform, bound `1/√in`).
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] if a size is 0.
+    pub fn new(in_features: usize, out_features: usize, bias: bool, rng: &mut impl Rng) -> Result<Self> {
+        if in_features == 0 || out_features == 0 {
+            return Err(crate::error::invalid(
+                "Linear",
+                "features",
+                (in_features, out_features),
+                "must be at least 1",
+            ));
+        }
+        let bound = default_bound(in_features);
+        Ok(Linear {
+            weight: Parameter::new(uniform(&[out_features, in_features], bound, rng)),
+            bias: bias.then(|| Parameter::new(uniform(&[out_features], bound, rng))),
+        })
+    }
+}
+
+impl<T: Float> Module<T> for Linear<T> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let w = self.weight.bind(x.tape());
+        let shape = x.shape();
+        if shape.last() != Some(&w.shape()[1]) {
+            return Err(bad_shape(
+                "Linear",
+                "x",
+                &shape,
+                format!("last axis must be in_features = {}", w.shape()[1]),
+            ));
+        }
+        let y = x.matmul(w.transpose(0, 1)?)?;
+        match &self.bias {
+            Some(b) => y.add(b.bind(x.tape())),
+            None => Ok(y),
+        }
+    }
+
+    fn parameters(&self) -> Vec<(String, &Parameter<T>)> {
+        let mut out = vec![("weight".to_string(), &self.weight)];
+        out.extend(self.bias.iter().map(|b| ("bias".to_string(), b)));
+        out
+    }
+
+    fn parameters_mut(&mut self) -> Vec<(String, &mut Parameter<T>)> {
+        let mut out = vec![("weight".to_string(), &mut self.weight)];
+        out.extend(self.bias.iter_mut().map(|b| ("bias".to_string(), b)));
+        out
+    }
+}
