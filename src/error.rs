@@ -67,7 +67,7 @@ pub enum Error {
     Data(#[from] DataError),
 }
 
-/// `Result` with the library's [`Error`].
+/// `Result` with the library's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Shorthand for an [`Error::InvalidArgument`].

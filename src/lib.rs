@@ -52,6 +52,11 @@ pub mod tape;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// The README's example, compiled and run as a doctest so it cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 pub use float::Float;
 pub use ops::loss::{bce_with_logits, mse_loss, one_hot, softmax_cross_entropy};
 pub use ops::shape::concat;

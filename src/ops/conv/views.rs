@@ -26,7 +26,7 @@ use crate::tape::Tape;
 /// another (a banded, constant-diagonal matrix).
 ///
 /// # Errors
-/// As [`conv`](super::conv) for `x` of shape `[1, ..input]`.
+/// As [`conv`] for `x` of shape `[1, ..input]`.
 ///
 /// # Example
 /// ```
