@@ -45,21 +45,33 @@ impl ConvShape {
     }
 }
 
-/// A run of output positions along the last axis that share one kernel tap and one offset into
-/// the big side; the last axis's own sources come from `IndexMap::last[last_tap]`.
+/// One row of `cols` restricted to one (channel-free) tap and one position of the leading
+/// axes: `o_last` consecutive output positions. `base` is the big-side offset of the leading
+/// axes, `None` if they fall in the padding (the whole row is then zero).
 struct Segment {
     tap: usize,
     first_position: usize,
-    base: usize,
+    base: Option<usize>,
     last_tap: usize,
+}
+
+/// Along the last axis the source `o·s + t·d − p` is affine in `o`: positions `lo..hi` read
+/// `src_lo, src_lo + s, ...`; the rest fall in the padding.
+#[derive(Clone, Copy)]
+struct Run {
+    lo: usize,
+    hi: usize,
+    src_lo: usize,
 }
 
 /// The index map `(tap, position) → big-side cell` of [`AxisGeometry::source`], unrolled once
 /// per call and shared by all images, groups and channels.
 struct IndexMap {
     segments: Vec<Segment>,
-    /// Per tap of the last axis, the source of each last-axis position (−1: padding).
-    last: Vec<Vec<isize>>,
+    /// Per tap of the last axis, its run of valid positions.
+    runs: Vec<Run>,
+    stride: usize,
+    width: usize,
     taps: usize,
     positions: usize,
     big_len: usize,
@@ -71,11 +83,23 @@ impl IndexMap {
         let (lead_axes, last_axis) = shape.axes.split_at(r - 1);
         let last_axis = last_axis[0];
         let (o_last, i_last) = (shape.small[r - 1], shape.big[r - 1]);
-        let last = (0..last_axis.kernel)
+        let runs = (0..last_axis.kernel)
             .map(|t| {
-                (0..o_last)
-                    .map(|o| last_axis.source(o, t, i_last).map_or(-1, |s| s as isize))
-                    .collect()
+                let valid: Vec<usize> = (0..o_last)
+                    .filter(|&o| last_axis.source(o, t, i_last).is_some())
+                    .collect();
+                match (valid.first(), valid.last()) {
+                    (Some(&lo), Some(&hi)) => Run {
+                        lo,
+                        hi: hi + 1,
+                        src_lo: last_axis.source(lo, t, i_last).expect("valid"),
+                    },
+                    _ => Run {
+                        lo: 0,
+                        hi: 0,
+                        src_lo: 0,
+                    },
+                }
             })
             .collect();
         // Row-major strides of the big side's spatial axes.
@@ -84,7 +108,7 @@ impl IndexMap {
             strides[a] = strides[a + 1] * shape.big[a + 1];
         }
         let lead_positions: usize = shape.small[..r - 1].iter().product();
-        let mut segments = Vec::new();
+        let mut segments = Vec::with_capacity(shape.taps() * lead_positions);
         let mut tap_idx = vec![0; r];
         let mut pos_idx = vec![0; r - 1];
         for tap in 0..shape.taps() {
@@ -95,37 +119,47 @@ impl IndexMap {
                     ax.source(pos_idx[a], tap_idx[a], shape.big[a])
                         .map(|s| acc + s * strides[a])
                 });
-                if let Some(base) = base {
-                    segments.push(Segment {
-                        tap,
-                        first_position: lead * o_last,
-                        base,
-                        last_tap: tap_idx[r - 1],
-                    });
-                }
+                segments.push(Segment {
+                    tap,
+                    first_position: lead * o_last,
+                    base,
+                    last_tap: tap_idx[r - 1],
+                });
             }
         }
         IndexMap {
             segments,
-            last,
+            runs,
+            stride: last_axis.stride,
+            width: o_last,
             taps: shape.taps(),
             positions: shape.small_len(),
             big_len: shape.big_len(),
         }
     }
 
-    /// im2col: `cols[c·taps + t, p] = big[c, source(t, p)]`, zero in the padding.
+    /// im2col: `cols[c·taps + t, p] = big[c, source(t, p)]`, zero in the padding. Writes every
+    /// element of `cols` once, so `cols` may hold garbage on entry.
     fn unroll<T: Float>(&self, big: &[T], cols: &mut [T]) {
-        cols.fill(T::zero());
         let channels = big.len() / self.big_len;
         for c in 0..channels {
             let image = &big[c * self.big_len..(c + 1) * self.big_len];
             for s in &self.segments {
                 let row = (c * self.taps + s.tap) * self.positions + s.first_position;
-                let line = &self.last[s.last_tap];
-                for (dst, &src) in cols[row..row + line.len()].iter_mut().zip(line) {
-                    if src >= 0 {
-                        *dst = image[s.base + src as usize];
+                let dst = &mut cols[row..row + self.width];
+                let Some(base) = s.base else {
+                    dst.fill(T::zero());
+                    continue;
+                };
+                let Run { lo, hi, src_lo } = self.runs[s.last_tap];
+                dst[..lo].fill(T::zero());
+                dst[hi.max(lo)..].fill(T::zero());
+                let src = &image[base + src_lo..];
+                if self.stride == 1 {
+                    dst[lo..hi].copy_from_slice(&src[..hi - lo]);
+                } else {
+                    for (d, v) in dst[lo..hi].iter_mut().zip(src.iter().step_by(self.stride)) {
+                        *d = *v;
                     }
                 }
             }
@@ -138,12 +172,13 @@ impl IndexMap {
         for c in 0..channels {
             let image = &mut big[c * self.big_len..(c + 1) * self.big_len];
             for s in &self.segments {
+                let Some(base) = s.base else { continue };
+                let Run { lo, hi, src_lo } = self.runs[s.last_tap];
                 let row = (c * self.taps + s.tap) * self.positions + s.first_position;
-                let line = &self.last[s.last_tap];
-                for (&v, &src) in cols[row..row + line.len()].iter().zip(line) {
-                    if src >= 0 {
-                        image[s.base + src as usize] += v;
-                    }
+                let from = &cols[row + lo..row + hi.max(lo)];
+                let dst = &mut image[base + src_lo..];
+                for (d, v) in dst.iter_mut().step_by(self.stride).zip(from) {
+                    *d += *v;
                 }
             }
         }
@@ -156,6 +191,25 @@ fn unravel(mut i: usize, dims: impl DoubleEndedIterator<Item = usize> + ExactSiz
         i /= n;
     }
 }
+
+/// Splits the batch into two halves run on two threads when the work is worth a thread, and
+/// in order otherwise. The split depends only on the batch size, never on the machine, so
+/// results are the same bit for bit everywhere.
+fn split_batch<R: Send>(batch: usize, flops: usize, f: impl Fn(std::ops::Range<usize>) -> R + Sync) -> Vec<R> {
+    if batch < 2 {
+        return vec![f(0..batch)];
+    }
+    let mid = batch / 2;
+    if flops >= PARALLEL_FLOPS {
+        let (a, b) = rayon::join(|| f(0..mid), || f(mid..batch));
+        vec![a, b]
+    } else {
+        vec![f(0..mid), f(mid..batch)]
+    }
+}
+
+/// Below this many multiply-adds a second thread costs more than it saves.
+const PARALLEL_FLOPS: usize = 1 << 22;
 
 fn matrix<T: Float>(data: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
     ArrayView2::from_shape((rows, cols), data).expect("sizes come from ConvShape")
@@ -198,22 +252,33 @@ impl Blocks {
     }
 }
 
+impl ConvShape {
+    /// Multiply-adds of one of the three kernels (they all do the same count).
+    fn flops(&self) -> usize {
+        self.batch * self.c_small * self.small_len() * (self.c_big / self.groups) * self.taps()
+    }
+}
+
 /// Conv forward. `big: [n, c_big, big..]`, `w: [c_small, c_big/g, k..]` → `[n, c_small, small..]`.
 pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> {
     let map = IndexMap::new(shape);
     let b = Blocks::new(shape);
-    let mut small = vec![T::zero(); shape.batch * shape.c_small * b.small_len];
-    let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
-    for n in 0..shape.batch {
-        for g in 0..shape.groups {
-            map.unroll(&big[b.big(n, g, shape.groups)], &mut cols);
-            let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
-            let cols_m = matrix(&cols, b.big_g * b.taps, b.small_len);
-            let mut y = matrix_mut(&mut small[b.small(n, g, shape.groups)], b.small_g, b.small_len);
-            general_mat_mul(T::one(), &w_g, &cols_m, T::zero(), &mut y);
+    let per_image = shape.c_small * b.small_len;
+    let parts = split_batch(shape.batch, shape.flops(), |images| {
+        let mut small = vec![T::zero(); images.len() * per_image];
+        let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
+        for (i, n) in images.enumerate() {
+            for g in 0..shape.groups {
+                map.unroll(&big[b.big(n, g, shape.groups)], &mut cols);
+                let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
+                let cols_m = matrix(&cols, b.big_g * b.taps, b.small_len);
+                let mut y = matrix_mut(&mut small[b.small(i, g, shape.groups)], b.small_g, b.small_len);
+                general_mat_mul(T::one(), &w_g, &cols_m, T::zero(), &mut y);
+            }
         }
-    }
-    small
+        small
+    });
+    parts.concat()
 }
 
 /// Transposed conv forward. `small: [n, c_small, small..]`, `w: [c_small, c_big/g, k..]` →
@@ -221,36 +286,48 @@ pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> 
 pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T> {
     let map = IndexMap::new(shape);
     let b = Blocks::new(shape);
-    let mut big = vec![T::zero(); shape.batch * shape.c_big * b.big_len];
-    let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
-    for n in 0..shape.batch {
-        for g in 0..shape.groups {
-            let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
-            let x = matrix(&small[b.small(n, g, shape.groups)], b.small_g, b.small_len);
-            let mut cols_m = matrix_mut(&mut cols, b.big_g * b.taps, b.small_len);
-            general_mat_mul(T::one(), &w_g.t(), &x, T::zero(), &mut cols_m);
-            let range = b.big(n, g, shape.groups);
-            map.fold(&cols, &mut big[range]);
+    let per_image = shape.c_big * b.big_len;
+    let parts = split_batch(shape.batch, shape.flops(), |images| {
+        let mut big = vec![T::zero(); images.len() * per_image];
+        let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
+        for (i, n) in images.enumerate() {
+            for g in 0..shape.groups {
+                let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
+                let x = matrix(&small[b.small(n, g, shape.groups)], b.small_g, b.small_len);
+                let mut cols_m = matrix_mut(&mut cols, b.big_g * b.taps, b.small_len);
+                general_mat_mul(T::one(), &w_g.t(), &x, T::zero(), &mut cols_m);
+                map.fold(&cols, &mut big[b.big(i, g, shape.groups)]);
+            }
         }
-    }
-    big
+        big
+    });
+    parts.concat()
 }
 
 /// The weight gradient of both ops. `big: [n, c_big, big..]`, `small: [n, c_small, small..]` →
-/// `[c_small, c_big/g, k..]`, summed over the batch.
+/// `[c_small, c_big/g, k..]`, summed over the batch (per half of the batch, then the halves).
 pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Vec<T> {
     let map = IndexMap::new(shape);
     let b = Blocks::new(shape);
-    let mut w = vec![T::zero(); shape.c_small * b.big_g * b.taps];
-    let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
-    for n in 0..shape.batch {
-        for g in 0..shape.groups {
-            map.unroll(&big[b.big(n, g, shape.groups)], &mut cols);
-            let cols_m = matrix(&cols, b.big_g * b.taps, b.small_len);
-            let y = matrix(&small[b.small(n, g, shape.groups)], b.small_g, b.small_len);
-            let mut w_g = matrix_mut(&mut w[b.weight(g)], b.small_g, b.big_g * b.taps);
-            general_mat_mul(T::one(), &y, &cols_m.t(), T::one(), &mut w_g);
+    let len = shape.c_small * b.big_g * b.taps;
+    let parts = split_batch(shape.batch, shape.flops(), |images| {
+        let mut w = vec![T::zero(); len];
+        let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
+        for n in images {
+            for g in 0..shape.groups {
+                map.unroll(&big[b.big(n, g, shape.groups)], &mut cols);
+                let cols_m = matrix(&cols, b.big_g * b.taps, b.small_len);
+                let y = matrix(&small[b.small(n, g, shape.groups)], b.small_g, b.small_len);
+                let mut w_g = matrix_mut(&mut w[b.weight(g)], b.small_g, b.big_g * b.taps);
+                general_mat_mul(T::one(), &y, &cols_m.t(), T::one(), &mut w_g);
+            }
         }
+        w
+    });
+    let mut parts = parts.into_iter();
+    let mut w = parts.next().unwrap_or_else(|| vec![T::zero(); len]);
+    for part in parts {
+        w.iter_mut().zip(part).for_each(|(a, b)| *a += b);
     }
     w
 }

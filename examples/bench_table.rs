@@ -1,0 +1,183 @@
+//! Prints the conv-family benchmark table (W1–W6, and one end-to-end training step) in one run,
+//! so machines can be compared: median milliseconds per call and GFLOP/s, f32.
+//!
+//! ```text
+//! cargo run --release --example bench_table
+//! ```
+//!
+//! FLOPs: conv forward `2·N·C_out·Πout·(C_in/g)·Πk`, transposed conv forward
+//! `2·N·C_in·Πin·(C_out/g)·Πk`; forward + backward (gradients for input and weight) is 3× forward.
+
+use std::time::Instant;
+
+use adjoint::nn::{Conv2d, ConvTranspose2d, Module, Relu, Sequential, Sigmoid};
+use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions, conv_transpose2d, conv2d};
+use adjoint::optim::{Adam, Optimizer};
+use adjoint::{Tape, mse_loss};
+use ndarray::ArrayD;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+struct Workload {
+    name: &'static str,
+    transposed: bool,
+    x: [usize; 4],
+    w: [usize; 4],
+    stride: usize,
+    padding: usize,
+    output_padding: usize,
+}
+
+const WORKLOADS: [Workload; 6] = [
+    Workload {
+        name: "W1 conv2d x[64,1,28,28] w[16,1,3,3] s2 p1",
+        transposed: false,
+        x: [64, 1, 28, 28],
+        w: [16, 1, 3, 3],
+        stride: 2,
+        padding: 1,
+        output_padding: 0,
+    },
+    Workload {
+        name: "W2 conv2d x[64,16,14,14] w[32,16,3,3] s2 p1",
+        transposed: false,
+        x: [64, 16, 14, 14],
+        w: [32, 16, 3, 3],
+        stride: 2,
+        padding: 1,
+        output_padding: 0,
+    },
+    Workload {
+        name: "W3 convT2d x[64,32,7,7] w[32,16,3,3] s2 p1 op1",
+        transposed: true,
+        x: [64, 32, 7, 7],
+        w: [32, 16, 3, 3],
+        stride: 2,
+        padding: 1,
+        output_padding: 1,
+    },
+    Workload {
+        name: "W4 convT2d x[64,16,14,14] w[16,1,3,3] s2 p1 op1",
+        transposed: true,
+        x: [64, 16, 14, 14],
+        w: [16, 1, 3, 3],
+        stride: 2,
+        padding: 1,
+        output_padding: 1,
+    },
+    Workload {
+        name: "W5 conv2d x[8,64,56,56] w[64,64,3,3] s1 p1",
+        transposed: false,
+        x: [8, 64, 56, 56],
+        w: [64, 64, 3, 3],
+        stride: 1,
+        padding: 1,
+        output_padding: 0,
+    },
+    Workload {
+        name: "W6 convT2d x[8,64,28,28] w[64,32,4,4] s2 p1",
+        transposed: true,
+        x: [8, 64, 28, 28],
+        w: [64, 32, 4, 4],
+        stride: 2,
+        padding: 1,
+        output_padding: 0,
+    },
+];
+
+fn random(shape: &[usize], rng: &mut StdRng) -> ArrayD<f32> {
+    ArrayD::from_shape_simple_fn(shape.to_vec(), || rng.random_range(-1.0..1.0))
+}
+
+/// Median seconds of `f` over enough runs to fill about `budget` seconds (at least 5).
+fn median_seconds(budget: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let t0 = Instant::now();
+    f();
+    let once = t0.elapsed().as_secs_f64().max(1e-6);
+    let runs = ((budget / once) as usize).clamp(5, 200);
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+fn main() -> Result<(), adjoint::Error> {
+    let mut rng = StdRng::seed_from_u64(0);
+    println!("| workload | fwd ms | fwd GFLOP/s | fwd+bwd ms | fwd+bwd GFLOP/s |");
+    println!("|---|---|---|---|---|");
+    for w in &WORKLOADS {
+        let x = random(&w.x, &mut rng);
+        let weight = random(&w.w, &mut rng);
+        let out = |tape: &'_ Tape<f32>, backward: bool| -> Result<(), adjoint::Error> {
+            let xv = tape.param(x.clone());
+            let wv = tape.param(weight.clone());
+            let y = if w.transposed {
+                let opts = ConvTransposeOptions::new()
+                    .stride(w.stride)
+                    .padding(w.padding)
+                    .output_padding(w.output_padding);
+                conv_transpose2d(xv, wv, None, &opts)?
+            } else {
+                conv2d(xv, wv, None, &ConvOptions::new().stride(w.stride).padding(w.padding))?
+            };
+            if backward {
+                let seed = ArrayD::from_elem(y.shape(), 1.0);
+                tape.backward_with(y, seed)?;
+            }
+            Ok(())
+        };
+        let per_tap: f64 = (w.w[2] * w.w[3]) as f64;
+        let flops = if w.transposed {
+            2.0 * (w.x[0] * w.x[1] * w.x[2] * w.x[3] * w.w[1]) as f64 * per_tap
+        } else {
+            let o = |i: usize| (i + 2 * w.padding - w.w[2]) / w.stride + 1;
+            2.0 * (w.x[0] * w.w[0] * o(w.x[2]) * o(w.x[3]) * w.w[1]) as f64 * per_tap
+        };
+        let fwd = median_seconds(1.0, || out(&Tape::new(), false).unwrap());
+        let both = median_seconds(1.0, || out(&Tape::new(), true).unwrap());
+        println!(
+            "| {} | {:.2} | {:.0} | {:.2} | {:.0} |",
+            w.name,
+            fwd * 1e3,
+            flops / fwd / 1e9,
+            both * 1e3,
+            3.0 * flops / both / 1e9
+        );
+    }
+
+    // E2E: one Adam step of Conv(1→16,s2)·ReLU·Conv(16→32,s2)·ReLU·ConvT(32→16,s2,op1)·ReLU·ConvT(16→1,s2,op1)·Sigmoid.
+    let down = || ConvOptions::new().stride(2).padding(1);
+    let up = || ConvTransposeOptions::new().stride(2).padding(1).output_padding(1);
+    let mut model = Sequential::<f32>::new()
+        .add(Conv2d::new(1, 16, 3, down(), &mut rng)?)
+        .add(Relu)
+        .add(Conv2d::new(16, 32, 3, down(), &mut rng)?)
+        .add(Relu)
+        .add(ConvTranspose2d::new(32, 16, 3, up(), &mut rng)?)
+        .add(Relu)
+        .add(ConvTranspose2d::new(16, 1, 3, up(), &mut rng)?)
+        .add(Sigmoid);
+    let mut adam = Adam::new(1e-3);
+    let batch = random(&[64, 1, 28, 28], &mut rng).mapv(|v| v.abs());
+    let step = median_seconds(2.0, || {
+        let grads = {
+            let tape = Tape::new();
+            let x = tape.constant(batch.clone());
+            let loss = mse_loss(model.forward(x).unwrap(), x).unwrap();
+            tape.backward(loss).unwrap()
+        };
+        adam.step(&mut model, &grads);
+    });
+    println!(
+        "| E2E training step, batch 64, 28×28 | | | {:.2} | {:.0} steps/s |",
+        step * 1e3,
+        1.0 / step
+    );
+    Ok(())
+}
