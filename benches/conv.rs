@@ -6,7 +6,7 @@
 use adjoint::Tape;
 use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions, conv_transpose2d, conv2d};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ndarray::ArrayD;
+use ndarray::{ArrayD, Dimension};
 
 struct Workload {
     name: &'static str,
