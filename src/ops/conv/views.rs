@@ -236,3 +236,83 @@ fn flip_and_swap<T: Float>(w: &ArrayD<T>, groups: usize) -> ArrayD<T> {
     }
     out
 }
+
+/// How often each output pixel is written, for the checkerboard discussion (Odena, Dumoulin &
+/// Olah, 2016): a stack of `layers` upsampling steps on a `size × size` input of ones, with
+/// all-ones kernels, so every pixel's value is its number of (input pixel, kernel tap) paths.
+#[derive(Clone, Debug)]
+pub struct Coverage {
+    /// The counts, one per output pixel.
+    pub counts: Array2<f64>,
+    /// `max / min` of the counts away from the borders (a margin of
+    /// `(k − 1)·(1 + s + … + s^(layers−1))` pixels, where border effects live): 1 means even.
+    pub interior_ratio: f64,
+}
+
+/// How to upsample by `stride` in [`coverage`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsampling {
+    /// A transposed conv with a `kernel × kernel` kernel and this stride: uneven (a
+    /// checkerboard) unless `kernel` is a multiple of `stride`.
+    Transposed,
+    /// Nearest-neighbour resize by `stride` — itself a transposed conv with a `stride × stride`
+    /// kernel of ones — then a stride-1 conv with a `kernel × kernel` kernel and `'same'`
+    /// padding: even.
+    ResizeConv,
+}
+
+/// Counts how often each output pixel is covered after `layers` upsampling steps.
+///
+/// # Errors
+/// [`crate::Error::InvalidArgument`] if a size, the kernel, the stride or `layers` is 0.
+///
+/// # Example
+/// ```
+/// use adjoint::ops::conv::views::{coverage, Upsampling};
+/// // kernel 3, stride 2: rows and columns alternate 1 and 2 paths, so pixels see 1, 2 or 4.
+/// let c = coverage(4, 3, 2, 1, Upsampling::Transposed)?;
+/// assert_eq!(c.interior_ratio, 4.0);
+/// let even = coverage(4, 4, 2, 1, Upsampling::Transposed)?;
+/// assert_eq!(even.interior_ratio, 1.0);
+/// # Ok::<(), adjoint::Error>(())
+/// ```
+pub fn coverage(size: usize, kernel: usize, stride: usize, layers: usize, how: Upsampling) -> Result<Coverage> {
+    for (param, value) in [
+        ("size", size),
+        ("kernel", kernel),
+        ("stride", stride),
+        ("layers", layers),
+    ] {
+        if value == 0 {
+            return Err(crate::error::invalid("coverage", param, value, "must be at least 1"));
+        }
+    }
+    let tape = Tape::<f64>::new();
+    let ones = |k: usize| tape.constant(ArrayD::ones(IxDyn(&[1, 1, k, k])));
+    let mut x = tape.constant(ArrayD::ones(IxDyn(&[1, 1, size, size])));
+    for _ in 0..layers {
+        x = match how {
+            Upsampling::Transposed => {
+                super::conv_transpose(x, ones(kernel), None, &ConvTransposeOptions::new().stride(stride))?
+            }
+            Upsampling::ResizeConv => {
+                let resized =
+                    super::conv_transpose(x, ones(stride), None, &ConvTransposeOptions::new().stride(stride))?;
+                conv(resized, ones(kernel), None, &ConvOptions::new().same())?
+            }
+        };
+    }
+    let value = x.value();
+    let side = value.shape()[2];
+    let counts = Array2::from_shape_vec((side, side), value.iter().copied().collect()).expect("one image, one channel");
+    let margin = (kernel - 1) * (0..layers).map(|j| stride.pow(j as u32)).sum::<usize>();
+    let inner = counts.slice(ndarray::s![
+        margin..side.saturating_sub(margin),
+        margin..side.saturating_sub(margin)
+    ]);
+    let (lo, hi) = inner
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let interior_ratio = if inner.is_empty() { f64::NAN } else { hi / lo };
+    Ok(Coverage { counts, interior_ratio })
+}
