@@ -249,3 +249,38 @@ fn the_grid_covers_every_setting() {
     );
     assert!(all.iter().filter(|c| c.rank() == 3).count() >= CASES_3D);
 }
+
+/// The fast path runs several images per matrix product and splits the batch in halves; a
+/// batch computed at once must equal the same images computed one by one (whose correctness
+/// the tests above establish), for all three kernels.
+#[test]
+fn batches_split_into_chunks_match_single_images() {
+    let mut rng = StdRng::seed_from_u64(13);
+    // Output lengths 2048 (two images per product, halves of 3 and 4) and 7 (all at once).
+    for (len, k, s) in [(2049, 3, 1), (15, 3, 2)] {
+        let tape = Tape::<f64>::new();
+        let opts = ConvOptions::new().stride(s).padding(1).groups(2);
+        let t_opts = ConvTransposeOptions::new().stride(s).padding(1).groups(2);
+        let x = tape.param(random(&[7, 4, len], &mut rng));
+        let w = tape.param(random(&[6, 2, k], &mut rng));
+        let y = conv(x, w, None, &opts).unwrap();
+        let z = conv_transpose(y, w, None, &t_opts).unwrap();
+        let upstream = random(&z.shape(), &mut rng);
+        let grads = tape.backward_with(z, upstream.clone()).unwrap();
+        let mut grad_w = ArrayD::zeros(w.shape());
+        for n in 0..7 {
+            let one = Tape::<f64>::new();
+            let xn = one.param(x.value().index_axis(Axis(0), n).insert_axis(Axis(0)).to_owned());
+            let wn = one.param((*w.value()).clone());
+            let yn = conv(xn, wn, None, &opts).unwrap();
+            let zn = conv_transpose(yn, wn, None, &t_opts).unwrap();
+            let un = upstream.index_axis(Axis(0), n).insert_axis(Axis(0)).to_owned();
+            assert_eq!(*yn.value(), y.value().index_axis(Axis(0), n).insert_axis(Axis(0)));
+            assert_eq!(*zn.value(), z.value().index_axis(Axis(0), n).insert_axis(Axis(0)));
+            let gn = one.backward_with(zn, un).unwrap();
+            assert_eq!(gn[xn], grads[x].index_axis(Axis(0), n).insert_axis(Axis(0)));
+            grad_w = grad_w + &gn[wn];
+        }
+        assert_close(&grad_w, &grads[w], "weight gradient summed over the batch");
+    }
+}

@@ -73,7 +73,6 @@ struct IndexMap {
     stride: usize,
     width: usize,
     taps: usize,
-    positions: usize,
     big_len: usize,
 }
 
@@ -133,48 +132,53 @@ impl IndexMap {
             stride: last_axis.stride,
             width: o_last,
             taps: shape.taps(),
-            positions: shape.small_len(),
             big_len: shape.big_len(),
         }
     }
 
-    /// im2col: `cols[c·taps + t, p] = big[c, source(t, p)]`, zero in the padding. Writes every
-    /// element of `cols` once, so `cols` may hold garbage on entry.
-    fn unroll<T: Float>(&self, big: &[T], cols: &mut [T]) {
+    /// im2col: `cols[c·taps + t, offset + p] = big[c, source(t, p)]`, zero in the padding, for
+    /// `cols` rows of length `row_len` (several images side by side). Writes each of its
+    /// elements once, so `cols` may hold garbage on entry.
+    fn unroll<T: Float>(&self, big: &[T], cols: &mut [T], row_len: usize, offset: usize) {
         let channels = big.len() / self.big_len;
         for c in 0..channels {
             let image = &big[c * self.big_len..(c + 1) * self.big_len];
             for s in &self.segments {
-                let row = (c * self.taps + s.tap) * self.positions + s.first_position;
+                let row = (c * self.taps + s.tap) * row_len + offset + s.first_position;
                 let dst = &mut cols[row..row + self.width];
                 let Some(base) = s.base else {
                     dst.fill(T::zero());
                     continue;
                 };
                 let Run { lo, hi, src_lo } = self.runs[s.last_tap];
-                dst[..lo].fill(T::zero());
-                dst[hi.max(lo)..].fill(T::zero());
                 let src = &image[base + src_lo..];
+                // Short rows are the common case: plain loops beat calls to memset/memcpy here.
+                for d in &mut dst[..lo] {
+                    *d = T::zero();
+                }
                 if self.stride == 1 {
                     dst[lo..hi].copy_from_slice(&src[..hi - lo]);
                 } else {
-                    for (d, v) in dst[lo..hi].iter_mut().zip(src.iter().step_by(self.stride)) {
-                        *d = *v;
+                    for (k, d) in dst[lo..hi].iter_mut().enumerate() {
+                        *d = src[k * self.stride];
                     }
+                }
+                for d in &mut dst[hi.max(lo)..] {
+                    *d = T::zero();
                 }
             }
         }
     }
 
-    /// col2im, the adjoint of `unroll`: `big[c, source(t, p)] += cols[c·taps + t, p]`.
-    fn fold<T: Float>(&self, cols: &[T], big: &mut [T]) {
+    /// col2im, the adjoint of `unroll`: `big[c, source(t, p)] += cols[c·taps + t, offset + p]`.
+    fn fold<T: Float>(&self, cols: &[T], big: &mut [T], row_len: usize, offset: usize) {
         let channels = big.len() / self.big_len;
         for c in 0..channels {
             let image = &mut big[c * self.big_len..(c + 1) * self.big_len];
             for s in &self.segments {
                 let Some(base) = s.base else { continue };
                 let Run { lo, hi, src_lo } = self.runs[s.last_tap];
-                let row = (c * self.taps + s.tap) * self.positions + s.first_position;
+                let row = (c * self.taps + s.tap) * row_len + offset + s.first_position;
                 let from = &cols[row + lo..row + hi.max(lo)];
                 let dst = &mut image[base + src_lo..];
                 for (d, v) in dst.iter_mut().step_by(self.stride).zip(from) {
@@ -193,18 +197,26 @@ fn unravel(mut i: usize, dims: impl DoubleEndedIterator<Item = usize> + ExactSiz
 }
 
 /// Splits the batch into two halves run on two threads when the work is worth a thread, and
-/// in order otherwise. The split depends only on the batch size, never on the machine, so
+/// in order otherwise; `out` (`per_image` values per image) is split alike, so each half writes
+/// its own images in place. The split depends only on the batch size, never on the machine, so
 /// results are the same bit for bit everywhere.
-fn split_batch<R: Send>(batch: usize, flops: usize, f: impl Fn(std::ops::Range<usize>) -> R + Sync) -> Vec<R> {
+fn split_batch<T: Send, R: Send>(
+    out: &mut [T],
+    per_image: usize,
+    flops: usize,
+    f: impl Fn(std::ops::Range<usize>, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let batch = out.len().checked_div(per_image).unwrap_or(0);
     if batch < 2 {
-        return vec![f(0..batch)];
+        return vec![f(0..batch, out)];
     }
     let mid = batch / 2;
+    let (first, second) = out.split_at_mut(mid * per_image);
     if flops >= PARALLEL_FLOPS {
-        let (a, b) = rayon::join(|| f(0..mid), || f(mid..batch));
+        let (a, b) = rayon::join(|| f(0..mid, first), || f(mid..batch, second));
         vec![a, b]
     } else {
-        vec![f(0..mid), f(mid..batch)]
+        vec![f(0..mid, first), f(mid..batch, second)]
     }
 }
 
@@ -257,28 +269,77 @@ impl ConvShape {
     fn flops(&self) -> usize {
         self.batch * self.c_small * self.small_len() * (self.c_big / self.groups) * self.taps()
     }
+
+    /// Images per matrix product: enough that its long side has a few thousand columns (tiny
+    /// products waste most of their time packing), and at least one.
+    fn chunk(&self) -> usize {
+        (4096 / self.small_len().max(1)).clamp(1, self.batch.max(1))
+    }
+}
+
+/// For each chunk of `images`, for each group, runs `f(first image, chunk length, group)`.
+fn for_chunks(images: std::ops::Range<usize>, chunk: usize, groups: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let mut first = images.start;
+    while first < images.end {
+        let m = chunk.min(images.end - first);
+        for g in 0..groups {
+            f(first, m, g);
+        }
+        first += m;
+    }
+}
+
+/// Copies the small side of images `first..first + m`, group `g`, into `[small_g, m·L]`, the
+/// images side by side, as the matrix products want it.
+fn small_to_rows<T: Float>(b: &Blocks, small: &[T], first: usize, m: usize, g: usize, groups: usize, rows: &mut [T]) {
+    for j in 0..m {
+        let image = &small[b.small(first + j, g, groups)];
+        for o in 0..b.small_g {
+            rows[o * m * b.small_len + j * b.small_len..][..b.small_len]
+                .copy_from_slice(&image[o * b.small_len..][..b.small_len]);
+        }
+    }
+}
+
+/// The inverse layout change of [`small_to_rows`], writing into images `0..m` of `small`.
+fn rows_to_small<T: Float>(b: &Blocks, rows: &[T], m: usize, g: usize, groups: usize, small: &mut [T]) {
+    for j in 0..m {
+        let image = &mut small[b.small(j, g, groups)];
+        for o in 0..b.small_g {
+            image[o * b.small_len..][..b.small_len]
+                .copy_from_slice(&rows[o * m * b.small_len + j * b.small_len..][..b.small_len]);
+        }
+    }
 }
 
 /// Conv forward. `big: [n, c_big, big..]`, `w: [c_small, c_big/g, k..]` → `[n, c_small, small..]`.
 pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> {
     let map = IndexMap::new(shape);
     let b = Blocks::new(shape);
-    let per_image = shape.c_small * b.small_len;
-    let parts = split_batch(shape.batch, shape.flops(), |images| {
-        let mut small = vec![T::zero(); images.len() * per_image];
-        let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
-        for (i, n) in images.enumerate() {
-            for g in 0..shape.groups {
-                map.unroll(&big[b.big(n, g, shape.groups)], &mut cols);
-                let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
-                let cols_m = matrix(&cols, b.big_g * b.taps, b.small_len);
-                let mut y = matrix_mut(&mut small[b.small(i, g, shape.groups)], b.small_g, b.small_len);
-                general_mat_mul(T::one(), &w_g, &cols_m, T::zero(), &mut y);
+    let (chunk, per_image) = (shape.chunk(), shape.c_small * b.small_len);
+    let mut small = vec![T::zero(); shape.batch * per_image];
+    split_batch(&mut small, per_image, shape.flops(), |images, out| {
+        let start = images.start;
+        let mut cols = vec![T::zero(); b.big_g * b.taps * chunk * b.small_len];
+        let mut rows = vec![T::zero(); b.small_g * chunk * b.small_len];
+        for_chunks(images, chunk, shape.groups, |first, m, g| {
+            let width = m * b.small_len;
+            for j in 0..m {
+                map.unroll(
+                    &big[b.big(first + j, g, shape.groups)],
+                    &mut cols,
+                    width,
+                    j * b.small_len,
+                );
             }
-        }
-        small
+            let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
+            let cols_m = matrix(&cols[..b.big_g * b.taps * width], b.big_g * b.taps, width);
+            let mut y = matrix_mut(&mut rows[..b.small_g * width], b.small_g, width);
+            general_mat_mul(T::one(), &w_g, &cols_m, T::zero(), &mut y);
+            rows_to_small(&b, &rows, m, g, shape.groups, &mut out[(first - start) * per_image..]);
+        });
     });
-    parts.concat()
+    small
 }
 
 /// Transposed conv forward. `small: [n, c_small, small..]`, `w: [c_small, c_big/g, k..]` →
@@ -286,22 +347,26 @@ pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> 
 pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T> {
     let map = IndexMap::new(shape);
     let b = Blocks::new(shape);
-    let per_image = shape.c_big * b.big_len;
-    let parts = split_batch(shape.batch, shape.flops(), |images| {
-        let mut big = vec![T::zero(); images.len() * per_image];
-        let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
-        for (i, n) in images.enumerate() {
-            for g in 0..shape.groups {
-                let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
-                let x = matrix(&small[b.small(n, g, shape.groups)], b.small_g, b.small_len);
-                let mut cols_m = matrix_mut(&mut cols, b.big_g * b.taps, b.small_len);
-                general_mat_mul(T::one(), &w_g.t(), &x, T::zero(), &mut cols_m);
-                map.fold(&cols, &mut big[b.big(i, g, shape.groups)]);
+    let (chunk, per_image) = (shape.chunk(), shape.c_big * b.big_len);
+    let mut big = vec![T::zero(); shape.batch * per_image];
+    split_batch(&mut big, per_image, shape.flops(), |images, out| {
+        let start = images.start;
+        let mut cols = vec![T::zero(); b.big_g * b.taps * chunk * b.small_len];
+        let mut rows = vec![T::zero(); b.small_g * chunk * b.small_len];
+        for_chunks(images, chunk, shape.groups, |first, m, g| {
+            let width = m * b.small_len;
+            small_to_rows(&b, small, first, m, g, shape.groups, &mut rows);
+            let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
+            let x = matrix(&rows[..b.small_g * width], b.small_g, width);
+            let mut cols_m = matrix_mut(&mut cols[..b.big_g * b.taps * width], b.big_g * b.taps, width);
+            general_mat_mul(T::one(), &w_g.t(), &x, T::zero(), &mut cols_m);
+            for j in 0..m {
+                let image = b.big(first - start + j, g, shape.groups);
+                map.fold(&cols, &mut out[image], width, j * b.small_len);
             }
-        }
-        big
+        });
     });
-    parts.concat()
+    big
 }
 
 /// The weight gradient of both ops. `big: [n, c_big, big..]`, `small: [n, c_small, small..]` →
@@ -309,19 +374,30 @@ pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<
 pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Vec<T> {
     let map = IndexMap::new(shape);
     let b = Blocks::new(shape);
+    let chunk = shape.chunk();
     let len = shape.c_small * b.big_g * b.taps;
-    let parts = split_batch(shape.batch, shape.flops(), |images| {
+    // One weight-sized partial sum per half of the batch, added in a fixed order.
+    let mut images = vec![(); shape.batch];
+    let parts = split_batch(&mut images, 1, shape.flops(), |images, _| {
         let mut w = vec![T::zero(); len];
-        let mut cols = vec![T::zero(); b.big_g * b.taps * b.small_len];
-        for n in images {
-            for g in 0..shape.groups {
-                map.unroll(&big[b.big(n, g, shape.groups)], &mut cols);
-                let cols_m = matrix(&cols, b.big_g * b.taps, b.small_len);
-                let y = matrix(&small[b.small(n, g, shape.groups)], b.small_g, b.small_len);
-                let mut w_g = matrix_mut(&mut w[b.weight(g)], b.small_g, b.big_g * b.taps);
-                general_mat_mul(T::one(), &y, &cols_m.t(), T::one(), &mut w_g);
+        let mut cols = vec![T::zero(); b.big_g * b.taps * chunk * b.small_len];
+        let mut rows = vec![T::zero(); b.small_g * chunk * b.small_len];
+        for_chunks(images, chunk, shape.groups, |first, m, g| {
+            let width = m * b.small_len;
+            for j in 0..m {
+                map.unroll(
+                    &big[b.big(first + j, g, shape.groups)],
+                    &mut cols,
+                    width,
+                    j * b.small_len,
+                );
             }
-        }
+            small_to_rows(&b, small, first, m, g, shape.groups, &mut rows);
+            let cols_m = matrix(&cols[..b.big_g * b.taps * width], b.big_g * b.taps, width);
+            let y = matrix(&rows[..b.small_g * width], b.small_g, width);
+            let mut w_g = matrix_mut(&mut w[b.weight(g)], b.small_g, b.big_g * b.taps);
+            general_mat_mul(T::one(), &y, &cols_m.t(), T::one(), &mut w_g);
+        });
         w
     });
     let mut parts = parts.into_iter();
