@@ -19,7 +19,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::geometry::AxisGeometry;
-use crate::float::Float;
+use crate::float::{Float, with_scratch};
 
 /// Sizes of one conv as the kernels need them.
 #[derive(Clone, Debug)]
@@ -351,20 +351,22 @@ pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<
     let mut big = vec![T::zero(); shape.batch * per_image];
     split_batch(&mut big, per_image, shape.flops(), |images, out| {
         let start = images.start;
-        let mut cols = vec![T::zero(); b.big_g * b.taps * chunk * b.small_len];
-        let mut rows = vec![T::zero(); b.small_g * chunk * b.small_len];
-        for_chunks(images, chunk, shape.groups, |first, m, g| {
-            let width = m * b.small_len;
-            small_to_rows(&b, small, first, m, g, shape.groups, &mut rows);
-            let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
-            let x = matrix(&rows[..b.small_g * width], b.small_g, width);
-            let mut cols_m = matrix_mut(&mut cols[..b.big_g * b.taps * width], b.big_g * b.taps, width);
-            general_mat_mul(T::one(), &w_g.t(), &x, T::zero(), &mut cols_m);
-            for j in 0..m {
-                let image = b.big(first - start + j, g, shape.groups);
-                map.fold(&cols, &mut out[image], width, j * b.small_len);
-            }
-        });
+        with_scratch(b.big_g * b.taps * chunk * b.small_len, |cols: &mut [T]| {
+            with_scratch(b.small_g * chunk * b.small_len, |rows: &mut [T]| {
+                for_chunks(images, chunk, shape.groups, |first, m, g| {
+                    let width = m * b.small_len;
+                    small_to_rows(&b, small, first, m, g, shape.groups, rows);
+                    let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
+                    let x = matrix(&rows[..b.small_g * width], b.small_g, width);
+                    let mut cols_m = matrix_mut(&mut cols[..b.big_g * b.taps * width], b.big_g * b.taps, width);
+                    general_mat_mul(T::one(), &w_g.t(), &x, T::zero(), &mut cols_m);
+                    for j in 0..m {
+                        let image = b.big(first - start + j, g, shape.groups);
+                        map.fold(cols, &mut out[image], width, j * b.small_len);
+                    }
+                });
+            })
+        })
     });
     big
 }
