@@ -279,7 +279,7 @@ fn batches_split_into_chunks_match_single_images() {
             assert_eq!(*zn.value(), z.value().index_axis(Axis(0), n).insert_axis(Axis(0)));
             let gn = one.backward_with(zn, un).unwrap();
             assert_eq!(gn[xn], grads[x].index_axis(Axis(0), n).insert_axis(Axis(0)));
-            grad_w = grad_w + &gn[wn];
+            grad_w += &gn[wn];
         }
         assert_close(&grad_w, &grads[w], "weight gradient summed over the batch");
     }

@@ -7,7 +7,7 @@ use super::conv_transpose::conv_transpose_with;
 use super::correlate::correlate;
 use super::kernels::{self, ConvShape};
 use super::options::{ConvOptions, conv_shape};
-use super::{add_bias, batched, check_bias, describe};
+use super::{add_bias, batched_shape, check_bias, describe, with_batch_axis};
 use crate::error::Result;
 use crate::float::Float;
 use crate::tape::{Op, Var};
@@ -104,11 +104,10 @@ pub(super) fn conv_named<'t, T: Float>(
     b: Option<Var<'t, T>>,
     opts: &ConvOptions,
 ) -> Result<Var<'t, T>> {
-    batched(op, x, w, |x| {
-        let shape = conv_shape(op, opts, &x.shape(), &w.shape())?;
-        check_bias(op, b, shape.c_small)?;
-        add_bias(conv_with(x, w, shape)?, b)
-    })
+    let (x_shape, unbatched) = batched_shape(op, x, w)?;
+    let shape = conv_shape(op, opts, &x_shape, &w.shape())?;
+    check_bias(op, b, shape.c_small)?;
+    with_batch_axis(x, &x_shape, unbatched, |x| add_bias(conv_with(x, w, shape)?, b))
 }
 
 macro_rules! conv_rank {

@@ -7,7 +7,7 @@ use super::conv::{contiguous, conv_with};
 use super::correlate::correlate;
 use super::kernels::{self, ConvShape};
 use super::options::{ConvTransposeOptions, conv_transpose_shape};
-use super::{add_bias, batched, check_bias, describe};
+use super::{add_bias, batched_shape, check_bias, describe, with_batch_axis};
 use crate::error::Result;
 use crate::float::Float;
 use crate::tape::{Op, Var};
@@ -102,9 +102,10 @@ fn conv_transpose_named<'t, T: Float>(
     b: Option<Var<'t, T>>,
     opts: &ConvTransposeOptions,
 ) -> Result<Var<'t, T>> {
-    batched(op, x, w, |x| {
-        let shape = conv_transpose_shape(op, opts, &x.shape(), &w.shape())?;
-        check_bias(op, b, shape.c_big)?;
+    let (x_shape, unbatched) = batched_shape(op, x, w)?;
+    let shape = conv_transpose_shape(op, opts, &x_shape, &w.shape())?;
+    check_bias(op, b, shape.c_big)?;
+    with_batch_axis(x, &x_shape, unbatched, |x| {
         add_bias(conv_transpose_with(x, w, shape)?, b)
     })
 }

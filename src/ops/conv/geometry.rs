@@ -76,7 +76,7 @@ impl AxisGeometry {
     /// consecutive sizes, fewer if the smallest would be below 1. `None` if there are none.
     pub fn conv_input_sizes(&self, o: usize) -> Option<RangeInclusive<usize>> {
         let smallest = self.conv_transpose_output_size(o, 0);
-        let largest = self.conv_transpose_output_size(o, self.stride - 1)?;
+        let largest = self.conv_transpose_output_size(o, self.stride.checked_sub(1)?)?;
         Some(smallest.unwrap_or(1)..=largest)
     }
 
@@ -88,11 +88,17 @@ impl AxisGeometry {
     }
 }
 
+/// The TensorFlow helpers below are plain formulas; a kernel, stride or dilation of 0 (which
+/// no conv has, and which the ops refuse before using them) is read as 1 so they never panic.
+fn tf_effective_kernel(kernel: usize, dilation: usize) -> usize {
+    dilation.max(1) * (kernel.max(1) - 1) + 1
+}
+
 /// TensorFlow's `SAME` for a conv: output `⌈i/s⌉`; the total padding
 /// `max((o − 1)·s + k_e − i, 0)` is split with the smaller half before.
 /// Returns `(o, pad_before, pad_after)`.
 pub fn tf_same(i: usize, kernel: usize, stride: usize, dilation: usize) -> (usize, usize, usize) {
-    let k_e = dilation * (kernel - 1) + 1;
+    let (k_e, stride) = (tf_effective_kernel(kernel, dilation), stride.max(1));
     let o = i.div_ceil(stride);
     let total = ((o.saturating_sub(1)) * stride + k_e).saturating_sub(i);
     (o, total / 2, total - total / 2)
@@ -101,14 +107,14 @@ pub fn tf_same(i: usize, kernel: usize, stride: usize, dilation: usize) -> (usiz
 /// TensorFlow's `VALID` for a conv: no padding, output `⌈(i − k_e + 1)/s⌉` (0 if the kernel
 /// does not fit).
 pub fn tf_valid(i: usize, kernel: usize, stride: usize, dilation: usize) -> usize {
-    let k_e = dilation * (kernel - 1) + 1;
-    (i + 1).saturating_sub(k_e).div_ceil(stride)
+    let k_e = tf_effective_kernel(kernel, dilation);
+    (i + 1).saturating_sub(k_e).div_ceil(stride.max(1))
 }
 
 /// The default output size of a TensorFlow/Keras transposed conv with no explicit output
 /// shape: `SAME` gives `i·s`, `VALID` gives `i·s + max(k_e − s, 0)`.
 pub fn tf_transpose_default_size(same: bool, i: usize, kernel: usize, stride: usize, dilation: usize) -> usize {
-    let k_e = dilation * (kernel - 1) + 1;
+    let k_e = tf_effective_kernel(kernel, dilation);
     if same {
         i * stride
     } else {
@@ -159,7 +165,8 @@ pub fn tf_transpose_axis(
         pad_before,
         pad_after,
     };
-    let op = (n + pad_before + pad_after) - ((i - 1) * stride + axis.effective_kernel());
+    // Saturates at 0 for an `n` outside `tf_transpose_sizes`, which callers check first.
+    let op = (n + pad_before + pad_after).saturating_sub(i.saturating_sub(1) * stride + axis.effective_kernel());
     (axis, op)
 }
 

@@ -63,20 +63,13 @@ fn check_rank<T: Float>(op: &'static str, w: Var<'_, T>, rank: usize) -> Result<
     Ok(())
 }
 
-/// Runs `f` on a batched `x`, adding and removing the batch axis for an unbatched one
-/// (`[c, spatial..]`), which PyTorch accepts.
-fn batched<'t, T: Float>(
-    op: &'static str,
-    x: Var<'t, T>,
-    w: Var<'t, T>,
-    f: impl FnOnce(Var<'t, T>) -> Result<Var<'t, T>>,
-) -> Result<Var<'t, T>> {
+/// `x`'s shape with a batch axis: PyTorch accepts an unbatched `[c, spatial..]`. Returns the
+/// batched shape and whether `x` lacked the axis. Only shapes: nothing is recorded before every
+/// setting has been checked.
+fn batched_shape<T: Float>(op: &'static str, x: Var<'_, T>, w: Var<'_, T>) -> Result<(Vec<usize>, bool)> {
     let (xs, ws) = (x.shape(), w.shape());
     if ws.len() >= 3 && xs.len() + 1 == ws.len() {
-        let mut with_batch = vec![1];
-        with_batch.extend(&xs);
-        let y = f(x.reshape(&with_batch)?)?;
-        return y.reshape(&y.shape()[1..]);
+        return Ok((std::iter::once(1).chain(xs).collect(), true));
     }
     if ws.len() >= 3 && xs.len() != ws.len() {
         return Err(bad_shape(
@@ -90,7 +83,22 @@ fn batched<'t, T: Float>(
             ),
         ));
     }
-    f(x)
+    Ok((xs, false))
+}
+
+/// Records `run` on `x` with a batch axis, adding it first and removing it after if `x` came
+/// unbatched. Call only once everything is validated.
+fn with_batch_axis<'t, T: Float>(
+    x: Var<'t, T>,
+    batched: &[usize],
+    unbatched: bool,
+    run: impl FnOnce(Var<'t, T>) -> Result<Var<'t, T>>,
+) -> Result<Var<'t, T>> {
+    if !unbatched {
+        return run(x);
+    }
+    let y = run(x.reshape(batched)?)?;
+    y.reshape(&y.shape()[1..])
 }
 
 /// Refuses a bias that is not `[c_out]`, before any work is recorded.

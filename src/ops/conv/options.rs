@@ -455,6 +455,15 @@ pub(crate) fn conv_transpose_shape(
         }
         other => other.clone(),
     };
+    let tf_mode = matches!(opts.padding, TransposePadding::TfSame | TransposePadding::TfValid);
+    if tf_mode && output_padding.iter().any(|&p| p != 0) {
+        return Err(invalid(
+            op,
+            "output_padding",
+            &output_padding,
+            "TensorFlow's SAME/VALID modes size the output themselves: give output_size instead",
+        ));
+    }
     let small = x[2..].to_vec();
     let mut axes = Vec::with_capacity(rank);
     let mut big = Vec::with_capacity(rank);
@@ -504,11 +513,12 @@ pub(crate) fn conv_transpose_shape(
                         match axis.conv_input_sizes(i) {
                             Some(allowed) if allowed.contains(&size[a]) => size[a],
                             allowed => {
+                                let allowed = allowed.map_or("no size".to_string(), |r| format!("{r:?}"));
                                 return Err(invalid(
                                     op,
                                     "output_size",
                                     size,
-                                    format!("axis {a} must lie in {allowed:?}: the sizes a conv with these settings maps back to {i}"),
+                                    format!("axis {a} must lie in {allowed}: the sizes a conv with these settings maps back to {i}"),
                                 ));
                             }
                         }

@@ -200,16 +200,19 @@ pub fn conv_transpose_by_zero_insertion<T: Float>(
     })
 }
 
-/// Zeros (positive counts) or cropping (negative counts) at both ends of `axis`.
+/// Zeros (positive counts) or cropping (negative counts) at both ends of `axis`. Cropping may
+/// eat into the other side's zeros: the result has `n + before + after` cells, and input cell
+/// `j` lands at `j + before` when that is inside.
 fn pad_or_crop<T: Float>(x: &ArrayD<T>, axis: usize, before: isize, after: isize) -> ArrayD<T> {
     let n = x.len_of(Axis(axis)) as isize;
-    let kept = x.slice_axis(Axis(axis), Slice::from((-before).max(0)..n - (-after).max(0)));
-    let mut dims = kept.shape().to_vec();
-    dims[axis] += (before.max(0) + after.max(0)) as usize;
+    let mut dims = x.shape().to_vec();
+    dims[axis] = (n + before + after).max(0) as usize;
     let mut y = ArrayD::zeros(IxDyn(&dims));
-    let start = before.max(0);
-    y.slice_axis_mut(Axis(axis), Slice::from(start..start + kept.len_of(Axis(axis)) as isize))
-        .assign(&kept);
+    let (first, last) = ((-before).max(0), n.min(n + after));
+    if first < last {
+        y.slice_axis_mut(Axis(axis), Slice::from(first + before..last + before))
+            .assign(&x.slice_axis(Axis(axis), Slice::from(first..last)));
+    }
     y
 }
 
