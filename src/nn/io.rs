@@ -65,16 +65,31 @@ pub fn save<T: Float>(model: &impl Module<T>, path: impl AsRef<Path>) -> Result<
 }
 
 /// Loads parameters from `safetensors` bytes into the model. Every parameter must be present
-/// with its exact shape; `F32` and `F64` files are accepted. All or nothing: on error the model
-/// is unchanged.
+/// with its exact shape, and nothing else may be (PyTorch's strict `load_state_dict`); `F32`
+/// and `F64` files are accepted. All or nothing: on error the model is unchanged.
 ///
 /// # Errors
 /// [`Error::Weights`] for a malformed file, a missing name, a wrong shape or dtype.
 pub fn from_bytes<T: Float>(model: &mut impl Module<T>, bytes: &[u8], path: &Path) -> Result<()> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| weights_error("load", path, e))?;
+    // Strict, like PyTorch's `load_state_dict`: a tensor the model lacks means a different model.
+    let params = model.parameters();
+    let mut unexpected: Vec<&str> = file
+        .names()
+        .into_iter()
+        .filter(|n| !params.iter().any(|(name, _)| name == n))
+        .collect();
+    if !unexpected.is_empty() {
+        unexpected.sort_unstable();
+        return Err(weights_error(
+            "load",
+            path,
+            format!("unexpected tensors {unexpected:?}"),
+        ));
+    }
     // Decode everything first, so a bad tensor leaves the model untouched.
     let mut decoded = Vec::new();
-    for (name, p) in model.parameters() {
+    for (name, p) in params {
         let view = file
             .tensor(&name)
             .map_err(|_| weights_error("load", path, format!("no tensor named {name:?}")))?;

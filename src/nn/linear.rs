@@ -41,18 +41,30 @@ impl<T: Float> Module<T> for Linear<T> {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let w = self.weight.bind(x.tape());
         let shape = x.shape();
-        if shape.last() != Some(&w.shape()[1]) {
+        let in_features = w.shape()[1];
+        if shape.last() != Some(&in_features) {
             return Err(bad_shape(
                 "Linear",
                 "x",
                 &shape,
-                format!("last axis must be in_features = {}", w.shape()[1]),
+                format!("last axis must be in_features = {in_features}"),
             ));
         }
-        let y = x.matmul(w.transpose(0, 1)?)?;
-        match &self.bias {
-            Some(b) => y.add(b.bind(x.tape())),
-            None => Ok(y),
+        // A single vector `[in]` is a batch of one, as in PyTorch.
+        let rows = if shape.len() == 1 {
+            x.reshape(&[1, in_features])?
+        } else {
+            x
+        };
+        let y = rows.matmul(w.transpose(0, 1)?)?;
+        let y = match &self.bias {
+            Some(b) => y.add(b.bind(x.tape()))?,
+            None => y,
+        };
+        if shape.len() == 1 {
+            y.reshape(&[y.shape()[1]])
+        } else {
+            Ok(y)
         }
     }
 

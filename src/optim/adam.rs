@@ -143,6 +143,12 @@ impl<T: Float> AdamW<T> {
         self
     }
 
+    /// Sets ε.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+
     /// Sets the weight decay.
     pub fn weight_decay(mut self, weight_decay: f64) -> Self {
         self.weight_decay = weight_decay;
