@@ -208,7 +208,7 @@ impl<T: Float> Tape<T> {
     /// # Errors
     /// [`Error::ShapeMismatch`] if `seed`'s shape differs from `y`'s.
     pub fn backward_with(&self, y: Var<'_, T>, seed: ArrayD<T>) -> Result<Grads<T>> {
-        check_seed(y, &seed)?;
+        check_seed(self, y, &seed)?;
         let start = self.len();
         let recording = self.recording.replace(false);
         let seed = self.constant(seed);
@@ -235,7 +235,7 @@ impl<T: Float> Tape<T> {
             Some(s) => s,
             None => scalar_seed(y)?,
         };
-        check_seed(y, &seed)?;
+        check_seed(self, y, &seed)?;
         let seed = self.constant(seed);
         let by_id = self.sweep(y, seed)?;
         Ok(GradVars { by_id })
@@ -301,7 +301,15 @@ fn scalar_seed<T: Float>(y: Var<'_, T>) -> Result<ArrayD<T>> {
     Ok(ArrayD::from_elem(shape, T::one()))
 }
 
-fn check_seed<T: Float>(y: Var<'_, T>, seed: &ArrayD<T>) -> Result<()> {
+fn check_seed<T: Float>(tape: &Tape<T>, y: Var<'_, T>, seed: &ArrayD<T>) -> Result<()> {
+    if !std::ptr::eq(tape, y.tape) {
+        return Err(crate::error::invalid(
+            "backward",
+            "y",
+            format!("%{}", y.id),
+            "belongs to another tape: call backward on the tape that recorded it",
+        ));
+    }
     if seed.shape() != y.shape().as_slice() {
         return Err(Error::ShapeMismatch {
             op: "backward",
@@ -381,7 +389,9 @@ pub struct Grads<T: Float> {
 impl<T: Float> Grads<T> {
     /// The gradient of `x`, or `None` if `x` is not a parameter the output depends on.
     pub fn get(&self, x: Var<'_, T>) -> Option<&ArrayD<T>> {
-        self.by_id.get(x.id).and_then(|g| g.as_deref())
+        // Ids restart on every tape and after `clear`: only the recording these gradients came
+        // from may look them up.
+        self.get_id(x.tape.key(), x.id)
     }
 
     /// The gradient of node `id` of the recording `tape_key` (for parameters bound by id).
@@ -394,6 +404,9 @@ impl<T: Float> Grads<T> {
 
     /// Moves the gradient of `x` out (avoiding a copy when it is not shared).
     pub fn take(&mut self, x: Var<'_, T>) -> Option<ArrayD<T>> {
+        if x.tape.key() != self.tape_key {
+            return None;
+        }
         let g = self.by_id.get_mut(x.id)?.take()?;
         Some(Rc::try_unwrap(g).unwrap_or_else(|g| (*g).clone()))
     }
