@@ -381,6 +381,7 @@ impl<T: Float> fmt::Debug for Var<'_, T> {
 }
 
 /// Leaf gradients from [`Tape::backward`], as plain arrays. Index with the leaf's `Var`.
+#[derive(Debug)]
 pub struct Grads<T: Float> {
     tape_key: u64,
     by_id: Vec<Option<Rc<ArrayD<T>>>>,
@@ -424,6 +425,7 @@ impl<T: Float> std::ops::Index<Var<'_, T>> for Grads<T> {
 }
 
 /// Leaf gradients from [`Tape::backward_graph`], as recorded [`Var`]s.
+#[derive(Debug)]
 pub struct GradVars<'t, T: Float> {
     by_id: Vec<Option<Var<'t, T>>>,
 }
