@@ -508,7 +508,7 @@ fn error_backward() {
     let x = tape.param(ArrayD::zeros(IxDyn(&[2, 3])));
     let y = x.exp().unwrap();
     let len = tape.len();
-    let e = tape.backward(y).err().expect("non-scalar backward must fail");
+    let e = tape.backward(y).expect_err("non-scalar backward must fail");
     assert!(
         matches!(&e, Error::NonScalarBackward { shape } if shape == &[2, 3]),
         "{e:?}"
@@ -516,8 +516,7 @@ fn error_backward() {
     assert_message(&e, &["backward", "[2, 3]", "seed"]);
     let e = tape
         .backward_graph(y, None)
-        .err()
-        .expect("non-scalar backward_graph must fail");
+        .expect_err("non-scalar backward_graph must fail");
     assert!(matches!(e, Error::NonScalarBackward { .. }), "{e:?}");
 
     let e = tape.backward_with(y, ArrayD::zeros(IxDyn(&[3, 2]))).err().unwrap();
