@@ -16,9 +16,11 @@ use std::time::Instant;
 use adjoint::data::{Dataset, load_mnist_dir, synthetic_shapes};
 use adjoint::nn::{Module, io};
 use adjoint::optim::Adam;
-use adjoint::train::{conv_autoencoder, mean_image_mse, reconstruction_mse, train_autoencoder_epoch};
+use adjoint::plot::{image_grid, loss_curves};
+use adjoint::train::{conv_autoencoder, mean_image_mse, reconstruct, reconstruction_mse, train_autoencoder_epoch};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array2, Axis, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -66,6 +68,48 @@ fn load_data(args: &Args) -> Result<(Dataset, Dataset), Box<dyn std::error::Erro
         None => synthetic_shapes(args.train_size + args.val_size, 28, args.seed)?,
     };
     Ok(all.split_at(args.train_size.min(all.len()))?)
+}
+
+/// `loss.png` (both curves per epoch) and `reconstructions.png` (the first validation images
+/// above their reconstructions).
+fn draw(
+    args: &Args,
+    model: &impl Module<f32>,
+    val: &Dataset,
+    train_curve: &[f64],
+    val_curve: &[f64],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let loss_png = args.out_dir.join("loss.png");
+    loss_curves(
+        &loss_png,
+        "autoencoder: mean squared error per pixel",
+        &[("train", train_curve), ("validation", val_curve)],
+    )?;
+    let shown = val.len().min(10);
+    let originals = val.images.slice(s![..shown, .., .., ..]).to_owned();
+    let rebuilt = reconstruct(model, originals.clone())?;
+    let images = |batch: &ndarray::ArrayD<f32>| -> Vec<Array2<f32>> {
+        batch
+            .axis_iter(Axis(0))
+            .map(|img| {
+                img.index_axis(Axis(0), 0)
+                    .to_owned()
+                    .into_dimensionality()
+                    .expect("2-D")
+            })
+            .collect()
+    };
+    let recon_png = args.out_dir.join("reconstructions.png");
+    image_grid(
+        &recon_png,
+        &[
+            ("original", images(&originals.into_dyn())),
+            ("reconstruction", images(&rebuilt)),
+        ],
+        3,
+    )?;
+    println!("pictures: {} and {}", loss_png.display(), recon_png.display());
+    Ok(())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -128,6 +172,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let weights = args.out_dir.join("autoencoder.safetensors");
     io::save(&model, &weights)?;
+    draw(&args, &model, &val, &train_curve, &val_curve)?;
     let final_val = val_curve.last().copied().unwrap_or(f64::NAN);
     println!(
         "done in {:.1} s: validation MSE {final_val:.5}, mean-image baseline {baseline:.5}; weights in {}",

@@ -35,6 +35,7 @@
 //! - [`gradcheck`]: finite-difference checks of first and second derivatives.
 //! - [`nn`]: layers ([`nn::Conv2d`], [`nn::ConvTranspose2d`], ...), [`nn::Sequential`], weights I/O.
 //! - [`optim`]: SGD, Adam, AdamW with PyTorch's update rules.
+//! - [`plot`]: loss curves, image grids and heat maps as PNG files (pure Rust, no system libraries).
 //! - [`train`]: the autoencoder of the main example and its training loop.
 //! - [`data`]: datasets for the examples (synthetic shapes, MNIST-format files).
 
@@ -48,6 +49,7 @@ pub mod gradcheck;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod plot;
 pub mod tape;
 pub mod train;
 

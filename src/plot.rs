@@ -1,0 +1,1314 @@
+//! Pictures of what the library computes: loss curves, image grids, heat maps of matrices.
+//!
+//! Every function draws into memory and writes a PNG file only once the whole picture is done,
+//! so a refused input or a drawing failure never leaves a half-drawn file behind.
+//!
+//! The build needs nothing beyond the Rust toolchain, and pictures come out identical on every
+//! machine:
+//! - Text uses Noto Sans (SIL Open Font License 1.1, bundled by the `notosans` crate) compiled
+//!   into the binary and rasterised by `ab_glyph`, instead of plotters' default `ttf` feature,
+//!   which needs fontconfig and FreeType on the machine.
+//! - PNG files are encoded with the `png` crate directly, instead of plotters' `bitmap_encoder`
+//!   feature, whose `image` dependency would double the plotting stack's compile time.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use ndarray::Array2;
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, KeyPointHint, NoDefaultFormatting, ValueFormatter};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use thiserror::Error;
+
+use glyph_fix::GlyphFix;
+
+/// Everything that can go wrong when drawing a picture.
+///
+/// Every variant names the refusing function (`op`), so a message reads on its own:
+/// `image_grid: mismatched sizes: row 1 ("reconstruction"): image 2 is 28×27 but image 0 is 28×28`.
+#[derive(Debug, Error)]
+pub enum PlotError {
+    /// Nothing to draw: no series, an empty series, no rows, an empty image or matrix.
+    #[error("{op}: nothing to draw: {what}")]
+    Empty {
+        /// The refusing function.
+        op: &'static str,
+        /// What was empty.
+        what: String,
+    },
+    /// Inputs that must agree in size do not.
+    #[error("{op}: mismatched sizes: {what}")]
+    Mismatch {
+        /// The refusing function.
+        op: &'static str,
+        /// Which sizes disagree.
+        what: String,
+    },
+    /// A setting or value the picture cannot be drawn with.
+    #[error("{op}: invalid input: {what}")]
+    Invalid {
+        /// The refusing function.
+        op: &'static str,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// The picture would be too big to hold in memory comfortably.
+    #[error(
+        "{op}: the picture would be {width}×{height} px; the limit is {MAX_SIDE} px a side and {MAX_PIXELS} px in all"
+    )]
+    TooLarge {
+        /// The refusing function.
+        op: &'static str,
+        /// Width the input asked for, in pixels.
+        width: u64,
+        /// Height the input asked for, in pixels.
+        height: u64,
+    },
+    /// The output file name does not end in `.png`.
+    #[error("{op}: {path}: only PNG files are written, so the file name must end in .png")]
+    NotPng {
+        /// The refusing function.
+        op: &'static str,
+        /// The path given.
+        path: String,
+    },
+    /// plotters refused the bundled font.
+    #[error("{op}: the bundled font could not be registered with plotters")]
+    Font {
+        /// The refusing function.
+        op: &'static str,
+    },
+    /// plotters failed while drawing in memory.
+    #[error("{op}: drawing failed: {reason}")]
+    Draw {
+        /// The refusing function.
+        op: &'static str,
+        /// plotters' message.
+        reason: String,
+    },
+    /// The PNG file could not be written (missing directory, no permission, full disk, ...).
+    #[error("{op}: could not write {path}: {reason}")]
+    Write {
+        /// The refusing function.
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The underlying error's message.
+        reason: String,
+    },
+}
+
+/// Largest picture side, in pixels. Far beyond any sensible figure; it exists so that a typo
+/// such as `scale = 1000` fails fast instead of allocating gigabytes.
+pub const MAX_SIDE: u64 = 16_384;
+/// Largest picture area, in pixels (120 MB of RGB, plus as much again while encoding).
+pub const MAX_PIXELS: u64 = 40_000_000;
+
+/// The family plotters asks for when no font is named (axis labels, legends), so registering
+/// under it makes every text element use the bundled font.
+const FONT_FAMILY: &str = "sans-serif";
+
+/// Registers the bundled Noto Sans (regular and bold) with plotters.
+///
+/// plotters measures text (to place labels and size legends) only with a registered font, so
+/// every drawing function here calls this first; call it yourself only to draw text with
+/// plotters directly. Registration happens once per process; later calls return the first
+/// call's outcome.
+pub fn register_default_font() -> Result<(), PlotError> {
+    ensure_font("register_default_font")
+}
+
+fn ensure_font(op: &'static str) -> Result<(), PlotError> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, notosans::REGULAR_TTF).is_ok()
+            && plotters::style::register_font(FONT_FAMILY, FontStyle::Bold, notosans::BOLD_TTF).is_ok()
+    });
+    if ok { Ok(()) } else { Err(PlotError::Font { op }) }
+}
+
+/// Draws training curves: one line per series, x = epoch (1-based), y = loss.
+///
+/// `series` holds `(name, values)` pairs; `values[k]` is the loss after epoch `k + 1`. Series may
+/// differ in length. The y axis is logarithmic when the finite values are all positive and span
+/// more than a factor of 10, linear otherwise. Non-finite values (a diverged run) leave a gap in
+/// their line instead of failing. The picture is 800×500 px.
+///
+/// Errors: no series, an empty series, no finite value at all, a path not ending in `.png`,
+/// or a failed write.
+pub fn loss_curves(path: &Path, title: &str, series: &[(&str, &[f64])]) -> Result<(), PlotError> {
+    line_chart_impl("loss_curves", path, title, "epoch", "MSE loss", series)
+}
+
+/// [`loss_curves`] with the axis labels chosen by the caller, for curves that are not MSE
+/// losses per epoch (accuracy, learning rate, gradient norm per step, ...).
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(&str, &[f64])],
+) -> Result<(), PlotError> {
+    line_chart_impl("line_chart", path, title, x_label, y_label, series)
+}
+
+/// Series colours (matplotlib's "tab10"): distinct from each other, also in grey print.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Up to this many points a series also gets a dot per point, so that short runs show where
+/// the measurements are; beyond it the dots would only clutter the line.
+const MARKER_MAX: usize = 40;
+
+const LINE_CHART_SIZE: (u32, u32) = (800, 500);
+
+fn line_chart_impl(
+    op: &'static str,
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(&str, &[f64])],
+) -> Result<(), PlotError> {
+    check_png_path(op, path)?;
+    if series.is_empty() {
+        return Err(PlotError::Empty {
+            op,
+            what: "no series given".into(),
+        });
+    }
+    if let Some((name, _)) = series.iter().find(|(_, v)| v.is_empty()) {
+        return Err(PlotError::Empty {
+            op,
+            what: format!("series {name:?} has no values"),
+        });
+    }
+    let finite = || {
+        series
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .filter(|v| v.is_finite())
+    };
+    let lo = finite().fold(f64::INFINITY, f64::min);
+    let hi = finite().fold(f64::NEG_INFINITY, f64::max);
+    if lo > hi {
+        return Err(PlotError::Invalid {
+            op,
+            what: "no series has a finite value".into(),
+        });
+    }
+    ensure_font(op)?;
+    let n_max = series.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
+    let chart = LineChart {
+        title,
+        x_label,
+        y_label,
+        series,
+        n_max,
+    };
+
+    let buf = if lo > 0.0 && hi / lo > 10.0 {
+        // Pad by 5% of the span in log space so that the extreme points do not sit on the frame;
+        // computed on logarithms because hi / lo itself can overflow (1e-300 .. 1e300).
+        let (l0, l1) = (lo.log10(), hi.log10());
+        let pad = 0.05 * (l1 - l0);
+        let (start, end) = (10f64.powf(l0 - pad), 10f64.powf(l1 + pad));
+        let axis = if start > 0.0 && end.is_finite() {
+            LogAxis { lo: start, hi: end }
+        } else {
+            LogAxis { lo, hi }
+        };
+        draw_in_memory(op, LINE_CHART_SIZE, |root| chart.draw(root, axis, 0.0))?
+    } else {
+        // 5% of the span, but never so little that the axis spans only a few ulps (constant or
+        // nearly constant data), where tick placement degenerates.
+        let magnitude = lo.abs().max(hi.abs());
+        let pad = (0.05 * (hi - lo)).max(1e-3 * magnitude);
+        let pad = if pad > 0.0 { pad } else { 1.0 };
+        let range = (lo - pad)..(hi + pad);
+        check_finite_range(op, &range)?;
+        // Fine enough to tell neighbouring ticks apart, whatever 1-2-5 step plotters picks.
+        let resolution = (range.end - range.start) / 50.0;
+        draw_in_memory(op, LINE_CHART_SIZE, |root| chart.draw(root, range, resolution))?
+    };
+    write_png(op, path, LINE_CHART_SIZE, &buf)
+}
+
+fn check_finite_range(op: &'static str, range: &std::ops::Range<f64>) -> Result<(), PlotError> {
+    if range.start.is_finite() && range.end.is_finite() {
+        Ok(())
+    } else {
+        Err(PlotError::Invalid {
+            op,
+            what: "values too close to the largest f64 to fit an axis around them".into(),
+        })
+    }
+}
+
+struct LineChart<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    series: &'a [(&'a str, &'a [f64])],
+    n_max: usize,
+}
+
+impl LineChart<'_> {
+    // Generic over the y coordinate so that the linear and the logarithmic axis share one body.
+    fn draw<Y>(&self, root: &Area, y_spec: Y, resolution: f64) -> DrawResult
+    where
+        Y: AsRangedCoord<Value = f64>,
+        Y::CoordDescType: ValueFormatter<f64>,
+    {
+        // A 1..1 integer axis has zero width, so a single epoch still gets the axis 1..2.
+        let x_end = (self.n_max as u64).max(2);
+        let mut chart = ChartBuilder::on(root)
+            .caption(self.title, title_font())
+            .margin(16)
+            .margin_right(28)
+            .x_label_area_size(52)
+            .y_label_area_size(72)
+            .build_cartesian_2d(1u64..x_end, y_spec)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_label)
+            .y_desc(self.y_label)
+            .x_labels(10)
+            .y_labels(8)
+            .x_label_formatter(&|x| x.to_string())
+            .y_label_formatter(&|y| format_tick(*y, resolution))
+            .label_style(font(15.0))
+            .axis_desc_style(font(17.0))
+            .bold_line_style(RGBColor(215, 215, 215))
+            .light_line_style(RGBColor(242, 242, 242))
+            .draw()?;
+
+        for (k, (name, values)) in self.series.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            let line = color.stroke_width(2);
+            // The legend entry hangs on an empty series so that a series without any finite
+            // value still appears in the legend.
+            chart
+                .draw_series(LineSeries::new(std::iter::empty::<(u64, f64)>(), line))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], line));
+            let runs = finite_runs(values);
+            for run in &runs {
+                chart.draw_series(LineSeries::new(run.iter().copied(), line))?;
+            }
+            // A lone finite point between gaps draws no line, so it always gets a dot.
+            let dots = runs
+                .iter()
+                .filter(|run| values.len() <= MARKER_MAX || run.len() == 1)
+                .flatten();
+            chart.draw_series(dots.map(|&p| Circle::new(p, 3, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .margin(12)
+            .legend_area_size(32)
+            .label_font(font(16.0))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(160, 160, 160))
+            .draw()?;
+        Ok(())
+    }
+}
+
+/// A base-10 logarithmic axis labelled at 1-2-5 steps while few decades are shown.
+///
+/// plotters' own log axis labels only powers of 10, which leaves a loss curve spanning 1.5
+/// decades with one or two labels. Light grid lines go at every 1..9 × 10^k.
+#[derive(Clone)]
+struct LogAxis {
+    lo: f64,
+    hi: f64,
+}
+
+impl LogAxis {
+    /// Values `m × 10^k` within the axis, for each mantissa `m`, keeping every `every`-th decade.
+    fn points(&self, mantissas: &[f64], every: i32) -> Vec<f64> {
+        let (first, last) = (self.lo.log10().floor() as i32, self.hi.log10().ceil() as i32);
+        (first..=last)
+            .filter(|k| k.rem_euclid(every) == 0)
+            .flat_map(|k| mantissas.iter().map(move |m| m * 10f64.powi(k)))
+            .filter(|v| (self.lo..=self.hi).contains(v))
+            .collect()
+    }
+}
+
+impl Ranged for LogAxis {
+    type FormatOption = NoDefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let t = (v.ln() - self.lo.ln()) / (self.hi.ln() - self.lo.ln());
+        // Only positive values reach here (the axis is chosen only for positive data), but a
+        // non-finite position must still not turn into a wild pixel coordinate.
+        let t = if t.is_finite() { t.clamp(-1.0, 2.0) } else { 0.0 };
+        limit.0 + (t * f64::from(limit.1 - limit.0)).round() as i32
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        let max = hint.max_num_points().max(1);
+        if hint.weight().allow_light_points() {
+            let all = self.points(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], 1);
+            if all.len() <= max {
+                return all;
+            }
+        }
+        for mantissas in [&[1.0, 2.0, 5.0][..], &[1.0][..]] {
+            let points = self.points(mantissas, 1);
+            if points.len() <= max {
+                return points;
+            }
+        }
+        (2..)
+            .map(|every| self.points(&[1.0], every))
+            .find(|p| p.len() <= max)
+            .unwrap_or_default()
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.lo..self.hi
+    }
+}
+
+impl ValueFormatter<f64> for LogAxis {
+    fn format(value: &f64) -> String {
+        format_tick(*value, 0.0)
+    }
+}
+
+/// Splits a series into its maximal runs of finite values, as (epoch, value) points.
+fn finite_runs(values: &[f64]) -> Vec<Vec<(u64, f64)>> {
+    let mut runs = vec![];
+    let mut run = vec![];
+    for (k, &v) in values.iter().enumerate() {
+        if v.is_finite() {
+            run.push((k as u64 + 1, v));
+        } else if !run.is_empty() {
+            runs.push(std::mem::take(&mut run));
+        }
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
+}
+
+/// A tick label: no more digits than the axis needs, trailing zeros dropped, scientific
+/// notation outside [0.001, 100000).
+///
+/// `resolution` is the smallest difference the labels must show (a fraction of the axis span),
+/// so that ticks 0.9995, 1, 1.0005 do not all print as "1"; below it a value counts as 0, which
+/// hides float noise such as 5.5e-17 for a tick meant to be 0. With `resolution = 0` a label
+/// gets 4 significant digits.
+fn format_tick(v: f64, resolution: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 || a < resolution * 1e-3 {
+        return "0".into();
+    }
+    if !a.is_finite() {
+        return v.to_string();
+    }
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let exponent = a.log10().floor() as i32;
+    if !(1e-3..1e5).contains(&a) {
+        let digits = if resolution > 0.0 {
+            exponent - resolution.log10().floor() as i32
+        } else {
+            1
+        };
+        let s = format!("{v:.*e}", digits.clamp(0, 15) as usize);
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        return format!("{}e{exp}", trim(mantissa));
+    }
+    let decimals = if resolution > 0.0 {
+        -(resolution.log10().floor() as i32)
+    } else {
+        3 - exponent
+    };
+    trim(&format!("{v:.*}", decimals.clamp(0, 15) as usize))
+}
+
+/// Space around the whole grid and between a row's label and its images, in pixels.
+const GRID_PAD: u64 = 10;
+/// Space between two images of a row: a 1-px grey frame on each side and white between, so
+/// that images whose border pixels are white still read as separate squares.
+const GRID_GAP: u64 = 6;
+/// Space between two rows.
+const GRID_ROW_GAP: u64 = 10;
+const GRID_FRAME: RGBColor = RGBColor(170, 170, 170);
+/// Pixels that are NaN: a colour no grey value can take, so a broken output is obvious.
+const NAN_PIXEL: [u8; 3] = [230, 0, 0];
+
+/// Draws grayscale images in labelled rows, e.g. an autoencoder's inputs above its outputs.
+///
+/// Each row is `(label, images)`; the label is written at the row's left. Values are clamped
+/// to [0, 1] (0 = black, 1 = white); NaN pixels are drawn red. Each pixel becomes a
+/// `scale`×`scale` block. Images in one row must share a shape; rows may differ.
+///
+/// Errors: no rows, a row without images, an empty image, images of different shapes in one
+/// row, `scale == 0`, a picture above [`MAX_SIDE`] / [`MAX_PIXELS`], a path not ending in
+/// `.png`, or a failed write.
+pub fn image_grid(path: &Path, rows: &[(&str, Vec<Array2<f32>>)], scale: u32) -> Result<(), PlotError> {
+    const OP: &str = "image_grid";
+    check_png_path(OP, path)?;
+    if scale == 0 {
+        return Err(PlotError::Invalid {
+            op: OP,
+            what: "scale = 0: each pixel needs at least 1×1 px".into(),
+        });
+    }
+    if rows.is_empty() {
+        return Err(PlotError::Empty {
+            op: OP,
+            what: "no rows given".into(),
+        });
+    }
+    for (r, (label, images)) in rows.iter().enumerate() {
+        let Some(first) = images.first() else {
+            return Err(PlotError::Empty {
+                op: OP,
+                what: format!("row {r} ({label:?}) has no images"),
+            });
+        };
+        let (h0, w0) = first.dim();
+        if h0 == 0 || w0 == 0 {
+            return Err(PlotError::Empty {
+                op: OP,
+                what: format!("row {r} ({label:?}): its images are {h0}×{w0}"),
+            });
+        }
+        if let Some((i, img)) = images.iter().enumerate().find(|(_, img)| img.dim() != (h0, w0)) {
+            let (h, w) = img.dim();
+            return Err(PlotError::Mismatch {
+                op: OP,
+                what: format!("row {r} ({label:?}): image {i} is {h}×{w} but image 0 is {h0}×{w0}"),
+            });
+        }
+    }
+    ensure_font(OP)?;
+
+    let label_font = font(17.0);
+    let mut label_w = 0u64;
+    let mut label_h = 0u64;
+    for (label, _) in rows {
+        let (w, h) = measure(OP, &label_font, label)?;
+        label_w = label_w.max(w.into());
+        label_h = label_h.max(h.into());
+    }
+
+    // Saturating arithmetic: absurd sizes end up above the limit instead of wrapping around.
+    let scale = u64::from(scale);
+    struct RowLayout {
+        top: u64,
+        height: u64,
+        img_w: u64,
+        img_h: u64,
+    }
+    let mut layout = Vec::with_capacity(rows.len());
+    let mut y = GRID_PAD;
+    let mut max_row_w = 0u64;
+    for (_, images) in rows {
+        let (h, w) = images[0].dim();
+        let img_w = (w as u64).saturating_mul(scale);
+        let img_h = (h as u64).saturating_mul(scale);
+        let n = images.len() as u64;
+        let row_w = n.saturating_mul(img_w.saturating_add(GRID_GAP)) - GRID_GAP;
+        max_row_w = max_row_w.max(row_w);
+        let height = img_h.max(label_h);
+        layout.push(RowLayout {
+            top: y,
+            height,
+            img_w,
+            img_h,
+        });
+        y = y.saturating_add(height).saturating_add(GRID_ROW_GAP);
+    }
+    let images_left = GRID_PAD + label_w + GRID_PAD;
+    let width = images_left.saturating_add(max_row_w).saturating_add(GRID_PAD);
+    let height = y - GRID_ROW_GAP + GRID_PAD;
+    let size = check_size(OP, width, height)?;
+
+    let mut buf = draw_in_memory(OP, size, |root| {
+        for ((label, images), row) in rows.iter().zip(&layout) {
+            let mid = (row.top + row.height / 2) as i32;
+            root.draw(&Text::new(
+                *label,
+                (GRID_PAD as i32, mid),
+                label_font
+                    .clone()
+                    .into_text_style(root)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+            for j in 0..images.len() as u64 {
+                let x0 = images_left + j * (row.img_w + GRID_GAP);
+                let y0 = row.top + (row.height - row.img_h) / 2;
+                let corner = |x: u64, y: u64| (x as i32, y as i32);
+                root.draw(&Rectangle::new(
+                    [corner(x0 - 1, y0 - 1), corner(x0 + row.img_w, y0 + row.img_h)],
+                    GRID_FRAME,
+                ))?;
+            }
+        }
+        Ok(())
+    })?;
+
+    // Pixels go straight into the buffer: one rectangle element per pixel would be slower and
+    // gains nothing, since blocks are axis-aligned and exactly `scale` px wide.
+    let stride = u64::from(size.0) * 3;
+    for ((_, images), row) in rows.iter().zip(&layout) {
+        let y0 = row.top + (row.height - row.img_h) / 2;
+        for (j, img) in images.iter().enumerate() {
+            let x0 = images_left + j as u64 * (row.img_w + GRID_GAP);
+            for ((py, px), &v) in img.indexed_iter() {
+                let rgb = if v.is_nan() {
+                    NAN_PIXEL
+                } else {
+                    let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                    [g, g, g]
+                };
+                for dy in 0..scale {
+                    let line = (y0 + py as u64 * scale + dy) * stride;
+                    let start = (line + (x0 + px as u64 * scale) * 3) as usize;
+                    for block in buf[start..start + 3 * scale as usize].chunks_exact_mut(3) {
+                        block.copy_from_slice(&rgb);
+                    }
+                }
+            }
+        }
+    }
+    write_png(OP, path, size, &buf)
+}
+
+/// A heat map cell aims at this many pixels for the longer side of the matrix.
+const HEAT_TARGET_PX: usize = 600;
+/// Cells never get bigger than this, so that a 3×3 matrix is not drawn as a poster.
+const HEAT_MAX_CELL: usize = 40;
+/// Cells at least this big get thin grid lines: a conv matrix is mostly zeros, drawn white,
+/// and without lines one cannot count them.
+const HEAT_GRID_MIN_CELL: u64 = 6;
+const HEAT_TITLE_H: u64 = 48;
+const HEAT_TOP_AXIS: u64 = 52;
+/// Room left of the row tick labels: tick mark, gap, the rotated row label.
+const HEAT_LEFT_AXIS_EXTRA: u64 = 44;
+const HEAT_TICK_SIZE: f64 = 14.0;
+const HEAT_BOTTOM_PAD: u64 = 16;
+const HEAT_BAR_GAP: u64 = 28;
+const HEAT_BAR_W: u64 = 22;
+const HEAT_BAR_LABELS: u64 = 70;
+const HEAT_RIGHT_PAD: u64 = 12;
+const HEAT_BAR_MIN_H: u64 = 160;
+/// Ends of the diverging map (ColorBrewer RdBu), white in the middle.
+const HEAT_NEG: (f64, f64, f64) = (33.0, 102.0, 172.0);
+const HEAT_POS: (f64, f64, f64) = (178.0, 24.0, 43.0);
+const HEAT_NAN: RGBColor = RGBColor(150, 150, 150);
+
+/// Draws a matrix as a heat map: one cell per entry, row 0 at the top, like a printed matrix.
+///
+/// Colours diverge around zero: negative blue, zero white, positive red, with the scale
+/// symmetric (±max |entry|) so that equal magnitudes get equal intensity; a colour bar at the
+/// right gives the values. The column axis is on top (labelled `col_label`), the row axis on
+/// the left (`row_label`), both with integer indices. NaN entries are grey, ±∞ saturated.
+///
+/// Cells are sized so that the longer side of the matrix spans about 600 px (at most 40 px a
+/// cell), so a 9×25 and a 200×200 matrix both give a readable picture.
+///
+/// Errors: a matrix with no rows or no columns, a picture above [`MAX_SIDE`] / [`MAX_PIXELS`],
+/// a path not ending in `.png`, or a failed write.
+pub fn heat_map(
+    path: &Path,
+    title: &str,
+    matrix: &Array2<f64>,
+    row_label: &str,
+    col_label: &str,
+) -> Result<(), PlotError> {
+    const OP: &str = "heat_map";
+    check_png_path(OP, path)?;
+    let (rows, cols) = matrix.dim();
+    if rows == 0 || cols == 0 {
+        return Err(PlotError::Empty {
+            op: OP,
+            what: format!("the matrix is {rows}×{cols}"),
+        });
+    }
+    ensure_font(OP)?;
+    let max_abs = matrix
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    // An all-zero matrix still needs a non-empty colour scale.
+    let m = if max_abs > 0.0 { max_abs } else { 1.0 };
+
+    let cell = (HEAT_TARGET_PX / rows.max(cols)).clamp(1, HEAT_MAX_CELL) as u64;
+    // plotters maps a range onto [first px, last px], so an extra pixel makes every cell
+    // exactly `cell` px wide.
+    let plot_w = (cols as u64).saturating_mul(cell).saturating_add(1);
+    let plot_h = (rows as u64).saturating_mul(cell).saturating_add(1);
+    let tick_font = font(HEAT_TICK_SIZE);
+    let (tick_w, tick_h) = measure(OP, &tick_font, &(rows - 1).to_string())?;
+    // Neighbouring column labels need their own width plus a gap; row labels their height.
+    let (col_tick_w, _) = measure(OP, &tick_font, &(cols - 1).to_string())?;
+    let col_spacing = u64::from(col_tick_w) + 14;
+    let row_spacing = u64::from(tick_h) + 8;
+    let left_axis = u64::from(tick_w) + HEAT_LEFT_AXIS_EXTRA;
+    let chart_w = left_axis.saturating_add(plot_w);
+    let body_w = chart_w.saturating_add(HEAT_BAR_GAP + HEAT_BAR_W + HEAT_BAR_LABELS + HEAT_RIGHT_PAD);
+    let title_font = title_font();
+    let (title_w, _) = measure(OP, &title_font, title)?;
+    let width = body_w.max(u64::from(title_w) + 40);
+    let bar_h = plot_h.max(HEAT_BAR_MIN_H);
+    let height = (HEAT_TITLE_H + HEAT_TOP_AXIS + HEAT_BOTTOM_PAD).saturating_add(bar_h);
+    let size = check_size(OP, width, height)?;
+    // Bounded by MAX_SIDE now, so the i32/f64 conversions below are exact.
+    let left = ((width - body_w) / 2) as i32;
+
+    let buf = draw_in_memory(OP, size, |root| {
+        root.draw(&Text::new(
+            title,
+            ((size.0 / 2) as i32, (HEAT_TITLE_H / 2) as i32),
+            title_font
+                .clone()
+                .into_text_style(root)
+                .pos(Pos::new(HPos::Center, VPos::Center)),
+        ))?;
+
+        let chart_area = root.clone().shrink(
+            (left, HEAT_TITLE_H as i32),
+            (chart_w as u32, (HEAT_TOP_AXIS + plot_h) as u32),
+        );
+        let (r, c) = (rows as f64, cols as f64);
+        // Integer coordinates sit at cell centres, so the index ticks land mid-cell; the
+        // reversed y range puts row 0 at the top.
+        let x_spec = IndexAxis {
+            from: -0.5,
+            to: c - 0.5,
+            ticks: index_ticks(cols, plot_w, col_spacing),
+        };
+        let y_spec = IndexAxis {
+            from: r - 0.5,
+            to: -0.5,
+            ticks: index_ticks(rows, plot_h, row_spacing),
+        };
+        let mut chart = ChartBuilder::on(&chart_area)
+            .top_x_label_area_size(HEAT_TOP_AXIS as u32)
+            .y_label_area_size(left_axis as u32)
+            .build_cartesian_2d(x_spec, y_spec)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(col_label)
+            .y_desc(row_label)
+            .label_style(font(HEAT_TICK_SIZE))
+            .axis_desc_style(font(17.0))
+            .draw()?;
+        chart.draw_series(matrix.indexed_iter().map(|((i, j), &v)| {
+            let (x, y) = (j as f64, i as f64);
+            Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], diverging(v, m).filled())
+        }))?;
+        if cell >= HEAT_GRID_MIN_CELL {
+            let grid = RGBColor(215, 215, 215);
+            let vertical = (1..cols).map(|j| j as f64 - 0.5).map(|x| [(x, -0.5), (x, r - 0.5)]);
+            let horizontal = (1..rows).map(|i| i as f64 - 0.5).map(|y| [(-0.5, y), (c - 0.5, y)]);
+            chart.draw_series(vertical.chain(horizontal).map(|p| PathElement::new(p, grid)))?;
+        }
+        chart.draw_series([Rectangle::new([(-0.5, -0.5), (c - 0.5, r - 0.5)], BLACK)])?;
+
+        // The colour bar is drawn in pixels rather than as a second plotters chart: a chart
+        // clips its labels to the bar's height, which cuts the labels at ±max in half.
+        let x0 = left + (chart_w + HEAT_BAR_GAP) as i32;
+        let x1 = x0 + HEAT_BAR_W as i32 - 1;
+        let y0 = (HEAT_TITLE_H + HEAT_TOP_AXIS) as i32;
+        let bar_h = bar_h as i32;
+        let value_at = |py: f64| m - 2.0 * m * py / f64::from(bar_h - 1);
+        for py in 0..bar_h {
+            let color = diverging(value_at(f64::from(py)), m);
+            root.draw(&PathElement::new(vec![(x0, y0 + py), (x1, y0 + py)], color))?;
+        }
+        root.draw(&Rectangle::new([(x0, y0), (x1, y0 + bar_h - 1)], BLACK))?;
+        let label_style = font(HEAT_TICK_SIZE)
+            .into_text_style(root)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        for t in bar_ticks(m) {
+            let y = y0 + ((m - t) / (2.0 * m) * f64::from(bar_h - 1)).round() as i32;
+            root.draw(&PathElement::new(vec![(x1, y), (x1 + 5, y)], BLACK))?;
+            root.draw(&Text::new(format_tick(t, 0.0), (x1 + 9, y), label_style.clone()))?;
+        }
+        Ok(())
+    })?;
+    write_png(OP, path, size, &buf)
+}
+
+/// A matrix index axis: cell `i` spans `[i - 0.5, i + 0.5]`, ticks only at chosen indices,
+/// labels printed as integers. plotters' own `f64` axis would pick fractional ticks for small
+/// matrices, and its `with_key_points` wrapper loses the label formatter.
+#[derive(Clone)]
+struct IndexAxis {
+    from: f64,
+    to: f64,
+    ticks: Vec<f64>,
+}
+
+impl Ranged for IndexAxis {
+    type FormatOption = NoDefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let t = (v - self.from) / (self.to - self.from);
+        limit.0 + (t * f64::from(limit.1 - limit.0)).round() as i32
+    }
+
+    fn key_points<H: KeyPointHint>(&self, _hint: H) -> Vec<f64> {
+        self.ticks.clone()
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.from..self.to
+    }
+}
+
+impl ValueFormatter<f64> for IndexAxis {
+    fn format(value: &f64) -> String {
+        format!("{}", value.round() as i64)
+    }
+}
+
+/// Integer tick positions 0, s, 2s, ... with the smallest step s from 1, 2, 5, 10, 20, 50, ...
+/// that leaves at least `min_px` pixels between neighbouring labels.
+fn index_ticks(n: usize, axis_px: u64, min_px: u64) -> Vec<f64> {
+    let max_labels = (axis_px / min_px).max(1) as usize;
+    let step = (0u32..)
+        .map_while(|k| 10usize.checked_pow(k / 3)?.checked_mul([1, 2, 5][k as usize % 3]))
+        .find(|&s| n.div_ceil(s) <= max_labels)
+        .unwrap_or(n.max(1));
+    (0..n).step_by(step).map(|i| i as f64).collect()
+}
+
+/// Colour bar ticks on [-m, m]: multiples of a 1-2-5 step giving about 6 intervals, plus ±m
+/// itself unless a tick is already close, so that the bar always tells its extreme value.
+fn bar_ticks(m: f64) -> Vec<f64> {
+    let raw = 2.0 * m / 6.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|f| f * magnitude)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * magnitude);
+    let n = (m / step).floor() as i64;
+    let mut ticks: Vec<f64> = (-n..=n).map(|k| k as f64 * step).collect();
+    if m - n as f64 * step > 0.3 * step {
+        ticks.insert(0, -m);
+        ticks.push(m);
+    }
+    ticks
+}
+
+/// The diverging colour of `v` on the scale [-m, m]: linear from blue through white to red.
+fn diverging(v: f64, m: f64) -> RGBColor {
+    if v.is_nan() {
+        return HEAT_NAN;
+    }
+    let t = (v / m).clamp(-1.0, 1.0);
+    let end = if t < 0.0 { HEAT_NEG } else { HEAT_POS };
+    let s = t.abs();
+    let mix = |e: f64| (255.0 + (e - 255.0) * s).round() as u8;
+    RGBColor(mix(end.0), mix(end.1), mix(end.2))
+}
+
+type Area<'a> = DrawingArea<GlyphFix<BitMapBackend<'a>>, Shift>;
+type DrawResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn font(size: f64) -> FontDesc<'static> {
+    FontDesc::new(FontFamily::SansSerif, size, FontStyle::Normal)
+}
+
+fn title_font() -> FontDesc<'static> {
+    FontDesc::new(FontFamily::SansSerif, 24.0, FontStyle::Bold)
+}
+
+/// Width and height of `text` as plotters will lay it out.
+fn measure(op: &'static str, font: &FontDesc, text: &str) -> Result<(u32, u32), PlotError> {
+    font.box_size(text).map_err(|e| PlotError::Draw {
+        op,
+        reason: e.to_string(),
+    })
+}
+
+fn check_png_path(op: &'static str, path: &Path) -> Result<(), PlotError> {
+    // Only PNG is written; refusing other names keeps `plot.jpg` from silently holding PNG
+    // bytes, and fails before any drawing work.
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) if ext.eq_ignore_ascii_case("png") => Ok(()),
+        _ => Err(PlotError::NotPng {
+            op,
+            path: path.display().to_string(),
+        }),
+    }
+}
+
+fn check_size(op: &'static str, width: u64, height: u64) -> Result<(u32, u32), PlotError> {
+    if width > MAX_SIDE || height > MAX_SIDE || width.saturating_mul(height) > MAX_PIXELS {
+        return Err(PlotError::TooLarge { op, width, height });
+    }
+    // Both fit: MAX_SIDE < u32::MAX.
+    Ok((width as u32, height as u32))
+}
+
+/// Draws on a white RGB canvas held in memory and returns its bytes.
+fn draw_in_memory(
+    op: &'static str,
+    size: (u32, u32),
+    draw: impl FnOnce(&Area) -> DrawResult,
+) -> Result<Vec<u8>, PlotError> {
+    let mut buf = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    let drawn: DrawResult = (|| {
+        let root = GlyphFix(BitMapBackend::with_buffer(&mut buf, size)).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()?;
+        Ok(())
+    })();
+    drawn.map_err(|e| PlotError::Draw {
+        op,
+        reason: e.to_string(),
+    })?;
+    Ok(buf)
+}
+
+fn write_png(op: &'static str, path: &Path, size: (u32, u32), buf: &[u8]) -> Result<(), PlotError> {
+    let failed = |reason: String| PlotError::Write {
+        op,
+        path: path.display().to_string(),
+        reason,
+    };
+    let png = encode_png(size, buf).map_err(|e| failed(e.to_string()))?;
+    std::fs::write(path, png).map_err(|e| failed(e.to_string()))
+}
+
+/// Encodes 8-bit RGB pixels as a PNG file with the `png` crate (plotters' own
+/// `bitmap_encoder` feature would pull in the whole `image` crate, whose compilation alone
+/// costs more than the rest of the plotting stack). Adaptive filtering keeps plots, mostly
+/// flat colour, small.
+fn encode_png((width, height): (u32, u32), rgb: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut png = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_filter(png::Filter::Adaptive);
+    let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
+    writer.write_image_data(rgb).map_err(std::io::Error::other)?;
+    writer.finish().map_err(std::io::Error::other)?;
+    Ok(png)
+}
+
+/// The text-drawing fix, in its own module because plotters' `Color` and `BackendStyle`
+/// traits both define `stroke_width` and must not meet in one scope.
+mod glyph_fix {
+    use std::sync::OnceLock;
+
+    use ab_glyph::{Font, FontRef, ScaleFont};
+    use plotters::prelude::DrawingBackend;
+    use plotters::style::FontStyle;
+    use plotters::style::text_anchor::{HPos, VPos};
+    use plotters_backend::{BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind};
+
+    /// The bundled faces, parsed once, for [`GlyphFix`].
+    fn bundled_faces() -> Option<&'static (FontRef<'static>, FontRef<'static>)> {
+        static FACES: OnceLock<Option<(FontRef<'static>, FontRef<'static>)>> = OnceLock::new();
+        FACES
+            .get_or_init(|| {
+                let regular = FontRef::try_from_slice(notosans::REGULAR_TTF).ok()?;
+                let bold = FontRef::try_from_slice(notosans::BOLD_TTF).ok()?;
+                Some((regular, bold))
+            })
+            .as_ref()
+    }
+
+    /// A backend that draws text itself and passes everything else to the wrapped backend.
+    ///
+    /// plotters 0.3.7's `ab_glyph` text path places each glyph's bitmap at the pen position and
+    /// drops the glyph's left side bearing (and rounds the pen to whole pixels), so letters sit
+    /// unevenly: "o rigi nal". This draws the same glyphs at the same size, with the same layout
+    /// box (so plotters' label placement still fits), but at the bearing-corrected, sub-pixel
+    /// position.
+    pub(super) struct GlyphFix<B>(pub(super) B);
+
+    impl<B: DrawingBackend> DrawingBackend for GlyphFix<B> {
+        type ErrorType = B::ErrorType;
+
+        fn get_size(&self) -> (u32, u32) {
+            self.0.get_size()
+        }
+
+        fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.0.ensure_prepared()
+        }
+
+        fn present(&mut self) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.0.present()
+        }
+
+        fn draw_pixel(
+            &mut self,
+            point: BackendCoord,
+            color: BackendColor,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.0.draw_pixel(point, color)
+        }
+
+        fn draw_line<S: BackendStyle>(
+            &mut self,
+            from: BackendCoord,
+            to: BackendCoord,
+            style: &S,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.0.draw_line(from, to, style)
+        }
+
+        fn draw_rect<S: BackendStyle>(
+            &mut self,
+            upper_left: BackendCoord,
+            bottom_right: BackendCoord,
+            style: &S,
+            fill: bool,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.0.draw_rect(upper_left, bottom_right, style, fill)
+        }
+
+        fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+            &mut self,
+            path: I,
+            style: &S,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.0.draw_path(path, style)
+        }
+
+        fn draw_circle<S: BackendStyle>(
+            &mut self,
+            center: BackendCoord,
+            radius: u32,
+            style: &S,
+            fill: bool,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.0.draw_circle(center, radius, style, fill)
+        }
+
+        fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+            &mut self,
+            vert: I,
+            style: &S,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.0.fill_polygon(vert, style)
+        }
+
+        fn blit_bitmap(
+            &mut self,
+            pos: BackendCoord,
+            size: (u32, u32),
+            src: &[u8],
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.0.blit_bitmap(pos, size, src)
+        }
+
+        fn draw_text<S: BackendTextStyle>(
+            &mut self,
+            text: &str,
+            style: &S,
+            pos: BackendCoord,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            let color = style.color();
+            let Some((regular, bold)) = bundled_faces() else {
+                return self.0.draw_text(text, style, pos);
+            };
+            if color.alpha == 0.0 {
+                return Ok(());
+            }
+            let face = if matches!(style.style(), FontStyle::Bold) {
+                bold
+            } else {
+                regular
+            };
+            // Anchor arithmetic exactly as in plotters' default `draw_text`, on plotters' own layout
+            // box, so that text lands where plotters reserved room for it.
+            let ((min_x, min_y), (max_x, max_y)) = style
+                .layout_box(text)
+                .map_err(|e| DrawingErrorKind::FontError(Box::new(e)))?;
+            let anchor = style.anchor();
+            let dx = match anchor.h_pos {
+                HPos::Left => 0,
+                HPos::Right => -(max_x - min_x),
+                HPos::Center => -(max_x - min_x) / 2,
+            } - min_x;
+            let dy = match anchor.v_pos {
+                VPos::Top => 0,
+                VPos::Center => -(max_y - min_y) / 2,
+                VPos::Bottom => -(max_y - min_y),
+            } - min_y;
+            let transform = style.transform();
+            let (w, h) = self.get_size();
+            let size = style.size() as f32;
+            let scaled = face.as_scaled(size);
+            // plotters puts the baseline half a font size below the top of the layout box.
+            let baseline = size / 2.0;
+            let mut pen = 0.0f32;
+            let mut previous = None;
+            let mut result = Ok(());
+            for c in text.chars() {
+                let id = scaled.glyph_id(c);
+                if let Some(p) = previous {
+                    pen += scaled.kern(p, id);
+                }
+                previous = Some(id);
+                let glyph = id.with_scale_and_position(size, ab_glyph::point(pen, baseline));
+                pen += scaled.h_advance(id);
+                let Some(outline) = face.outline_glyph(glyph) else {
+                    continue; // a space, or a glyph the font lacks
+                };
+                let bounds = outline.px_bounds();
+                let (gx, gy) = (bounds.min.x as i32 + dx, bounds.min.y as i32 + dy);
+                outline.draw(|x, y, coverage| {
+                    if result.is_err() || coverage <= 0.0 {
+                        return;
+                    }
+                    let (x, y) = transform.transform(gx + x as i32, gy + y as i32);
+                    let (x, y) = (pos.0 + x, pos.1 + y);
+                    if x >= 0 && y >= 0 && (x as u32) < w && (y as u32) < h {
+                        let ink = BackendColor {
+                            alpha: color.alpha * f64::from(coverage.min(1.0)),
+                            rgb: color.rgb,
+                        };
+                        result = self.0.draw_pixel((x, y), ink);
+                    }
+                });
+                if result.is_err() {
+                    break;
+                }
+            }
+            result
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh directory per test, so tests running in parallel never share files.
+    fn temp_dir(name: &str) -> PathBuf {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("adjoint-plot-{}-{n}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Width and height from the PNG header: signature, then the IHDR chunk.
+    fn png_size(path: &Path) -> (u32, u32) {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG: {}", path.display());
+        assert_eq!(&bytes[12..16], b"IHDR");
+        let be = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap());
+        (be(&bytes[16..20]), be(&bytes[20..24]))
+    }
+
+    fn digit_image(h: usize, w: usize, phase: f32) -> Array2<f32> {
+        Array2::from_shape_fn((h, w), |(i, j)| {
+            ((i as f32 * 0.7 + j as f32 * 0.3 + phase).sin() + 1.0) / 2.0
+        })
+    }
+
+    #[test]
+    fn loss_curves_writes_800x500_png_linear_and_log() {
+        let dir = temp_dir("loss");
+        let train: Vec<f64> = (0..30).map(|k| 1.0 / (1.0 + k as f64)).collect();
+        let val: Vec<f64> = (0..25).map(|k| 1.2 / (1.0 + 0.8 * k as f64)).collect();
+        let log_path = dir.join("log.png");
+        loss_curves(&log_path, "Training", &[("train", &train), ("validation", &val)]).unwrap();
+        assert_eq!(png_size(&log_path), (800, 500));
+
+        let flat = [0.5, 0.45, f64::NAN, 0.41, 0.4];
+        let lin_path = dir.join("linear.png");
+        loss_curves(&lin_path, "Flat", &[("train", &flat)]).unwrap();
+        assert_eq!(png_size(&lin_path), (800, 500));
+
+        // Degenerate ranges: nearly constant, and wider than f64 can hold once padded.
+        let near = dir.join("near.png");
+        loss_curves(&near, "near", &[("a", &[1.0, 1.0 + 1e-15, 1.0])]).unwrap();
+        let wide = dir.join("wide.png");
+        loss_curves(&wide, "wide", &[("a", &[1e-300, 1e300])]).unwrap();
+        assert!(matches!(
+            loss_curves(&dir.join("huge.png"), "huge", &[("a", &[-1e308, 1e308])]),
+            Err(PlotError::Invalid { .. })
+        ));
+
+        let one = dir.join("one.png");
+        line_chart(&one, "One epoch", "step", "loss", &[("a", &[0.0])]).unwrap();
+        assert_eq!(png_size(&one), (800, 500));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn loss_curves_refuses_bad_input() {
+        let dir = temp_dir("loss-err");
+        let p = dir.join("x.png");
+        assert!(matches!(loss_curves(&p, "t", &[]), Err(PlotError::Empty { .. })));
+        let err = loss_curves(&p, "t", &[("train", &[1.0]), ("val", &[])]).unwrap_err();
+        assert!(err.to_string().contains("\"val\""), "{err}");
+        assert!(matches!(
+            loss_curves(&p, "t", &[("nan", &[f64::NAN, f64::INFINITY])]),
+            Err(PlotError::Invalid { .. })
+        ));
+        assert!(matches!(
+            loss_curves(&dir.join("x.jpg"), "t", &[("a", &[1.0])]),
+            Err(PlotError::NotPng { .. })
+        ));
+        let missing = dir.join("no-such-dir").join("x.png");
+        let err = loss_curves(&missing, "t", &[("a", &[1.0, 0.5])]).unwrap_err();
+        assert!(matches!(err, PlotError::Write { .. }), "{err}");
+        assert!(!p.exists(), "a refused call must not leave a file");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn image_grid_writes_png_of_computed_size() {
+        let dir = temp_dir("grid");
+        let p = dir.join("grid.png");
+        let originals: Vec<_> = (0..4).map(|k| digit_image(8, 8, k as f32)).collect();
+        let mut recon: Vec<_> = (0..4).map(|k| digit_image(8, 8, k as f32 + 0.3) * 1.5 - 0.2).collect();
+        recon[1][[0, 0]] = f32::NAN;
+        image_grid(&p, &[("original", originals), ("reconstruction", recon)], 3).unwrap();
+        let (w, h) = png_size(&p);
+        // Two rows of 24-px images (label text is shorter) with the fixed gaps and padding.
+        assert_eq!(h as u64, GRID_PAD + 24 + GRID_ROW_GAP + 24 + GRID_PAD);
+        assert!(w as u64 > 4 * 24 + 3 * GRID_GAP + 3 * GRID_PAD, "width {w}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn image_grid_refuses_bad_input() {
+        let dir = temp_dir("grid-err");
+        let p = dir.join("x.png");
+        let img = || Array2::<f32>::zeros((4, 4));
+        assert!(matches!(image_grid(&p, &[], 2), Err(PlotError::Empty { .. })));
+        assert!(matches!(
+            image_grid(&p, &[("a", vec![])], 2),
+            Err(PlotError::Empty { .. })
+        ));
+        assert!(matches!(
+            image_grid(&p, &[("a", vec![Array2::zeros((0, 4))])], 2),
+            Err(PlotError::Empty { .. })
+        ));
+        let err = image_grid(&p, &[("a", vec![img()]), ("b", vec![img(), Array2::zeros((4, 5))])], 2).unwrap_err();
+        assert!(matches!(err, PlotError::Mismatch { .. }), "{err}");
+        assert!(err.to_string().contains("image 1 is 4×5"), "{err}");
+        assert!(matches!(
+            image_grid(&p, &[("a", vec![img()])], 0),
+            Err(PlotError::Invalid { .. })
+        ));
+        assert!(matches!(
+            image_grid(&p, &[("a", vec![img()])], 100_000),
+            Err(PlotError::TooLarge { .. })
+        ));
+        assert!(!p.exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn heat_map_writes_png_with_exact_cells() {
+        let dir = temp_dir("heat");
+        let a = Array2::from_shape_fn((9, 25), |(i, j)| (i as f64 - j as f64 * 0.4).sin());
+        let p = dir.join("a.png");
+        heat_map(&p, "A", &a, "output index", "input index").unwrap();
+        // 25 columns -> 24-px cells; the height is set by the colour bar's minimum.
+        let (w, h) = png_size(&p);
+        let fixed = HEAT_LEFT_AXIS_EXTRA + HEAT_BAR_GAP + HEAT_BAR_W + HEAT_BAR_LABELS + HEAT_RIGHT_PAD;
+        let tick_w = u64::from(w) - fixed - (25 * 24 + 1);
+        assert!((5..30).contains(&tick_w), "row tick labels {tick_w} px wide");
+        assert_eq!(
+            u64::from(h),
+            HEAT_TITLE_H + HEAT_TOP_AXIS + HEAT_BAR_MIN_H.max(9 * 24 + 1) + HEAT_BOTTOM_PAD
+        );
+
+        let at = dir.join("at.png");
+        heat_map(&at, "A transposed", &a.t().to_owned(), "input index", "output index").unwrap();
+        assert_eq!(
+            png_size(&at).1 as u64,
+            HEAT_TITLE_H + HEAT_TOP_AXIS + 25 * 24 + 1 + HEAT_BOTTOM_PAD
+        );
+
+        let zeros = Array2::<f64>::zeros((1, 1));
+        let p0 = dir.join("zero.png");
+        heat_map(&p0, "zeros", &zeros, "r", "c").unwrap();
+        assert!(png_size(&p0).0 > 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn heat_map_refuses_empty_matrix() {
+        let dir = temp_dir("heat-err");
+        let p = dir.join("x.png");
+        for shape in [(0, 0), (0, 3), (3, 0)] {
+            let err = heat_map(&p, "t", &Array2::zeros(shape), "r", "c").unwrap_err();
+            assert!(matches!(err, PlotError::Empty { .. }), "{err}");
+        }
+        let long = Array2::<f64>::zeros((1, 100_000));
+        assert!(matches!(
+            heat_map(&p, "t", &long, "r", "c"),
+            Err(PlotError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            heat_map(&dir.join("x.svg"), "t", &Array2::zeros((2, 2)), "r", "c"),
+            Err(PlotError::NotPng { .. })
+        ));
+        assert!(!p.exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn ticks_are_short() {
+        assert_eq!(format_tick(0.30000000000000004, 0.0), "0.3");
+        assert_eq!(format_tick(1e-4, 0.0), "1e-4");
+        assert_eq!(format_tick(2.5e-5, 0.0), "2.5e-5");
+        assert_eq!(format_tick(1234.6, 0.0), "1235");
+        assert_eq!(format_tick(5.5e-17, 0.01), "0");
+        assert_eq!(format_tick(1.0005, 0.002 / 50.0), "1.0005");
+        assert_eq!(format_tick(0.25, 2.5 / 50.0), "0.25");
+        assert_eq!(format_tick(0.085, 0.04 / 50.0), "0.085");
+        assert_eq!(format_tick(1.5e-4, 1e-4 / 50.0), "1.5e-4");
+        assert_eq!(format_tick(250_000.0, 1e5 / 50.0), "2.5e5");
+        assert_eq!(
+            index_ticks(25, 600, 44),
+            (0..25).step_by(2).map(|i| i as f64).collect::<Vec<_>>()
+        );
+        assert_eq!(index_ticks(9, 217, 24), (0..9).map(|i| i as f64).collect::<Vec<_>>());
+        assert_eq!(index_ticks(200, 601, 44).len(), 10);
+        assert_eq!(bar_ticks(1.0), vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
+        assert_eq!(bar_ticks(3.0), vec![-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(bar_ticks(2.9), vec![-2.9, -2.0, -1.0, 0.0, 1.0, 2.0, 2.9]);
+        assert_eq!(diverging(0.0, 1.0), WHITE);
+        assert_eq!(diverging(2.0, 1.0), RGBColor(178, 24, 43));
+    }
+}
