@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::error::Result;
+use crate::ops::unravel;
 use crate::tape::{Tape, Var};
 
 /// Tolerances and step of a check; the defaults are PyTorch's `gradcheck` ones.
@@ -231,13 +232,4 @@ pub fn gradgradcheck(f: impl TapeFn, inputs: &[ArrayD<f64>], opts: &GradcheckOpt
 
 fn random_like(x: &ArrayD<f64>, rng: &mut StdRng) -> ArrayD<f64> {
     x.mapv(|_| rng.random_range(-1.0..1.0))
-}
-
-fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
-    let mut idx = vec![0; shape.len()];
-    for (d, &n) in shape.iter().enumerate().rev() {
-        idx[d] = i % n;
-        i /= n;
-    }
-    idx
 }

@@ -7,6 +7,7 @@ use ndarray::{ArrayD, ArrayView2, Ix2, IxDyn};
 use crate::error::{Error, Result, bad_shape};
 use crate::float::Float;
 use crate::ops::broadcast_shape;
+use crate::ops::unravel;
 use crate::tape::{Op, Var};
 
 struct MatMul;
@@ -74,15 +75,6 @@ fn matmul_array<T: Float>(a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>> {
         );
     }
     Ok(y)
-}
-
-fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
-    let mut idx = vec![0; shape.len()];
-    for (d, &n) in shape.iter().enumerate().rev() {
-        idx[d] = i % n;
-        i /= n;
-    }
-    idx
 }
 
 fn slice_batch<'a, T: Float>(x: &ndarray::ArrayViewD<'a, T>, idx: &[usize]) -> ArrayView2<'a, T> {

@@ -35,6 +35,16 @@ pub fn broadcast_shape(op: &'static str, lhs: &[usize], rhs: &[usize]) -> Result
         .collect()
 }
 
+/// The row-major multi-index of flat position `i` in an array of `shape`.
+pub(crate) fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (d, &n) in shape.iter().enumerate().rev() {
+        idx[d] = i % n;
+        i /= n;
+    }
+    idx
+}
+
 /// Checks an axis index against a rank.
 pub(crate) fn check_axis(op: &'static str, axis: usize, ndim: usize) -> Result<()> {
     if axis >= ndim {

@@ -20,6 +20,7 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::geometry::AxisGeometry;
 use crate::float::{Float, with_scratch};
+use crate::ops::unravel;
 
 /// Sizes of one conv as the kernels need them.
 #[derive(Clone, Debug)]
@@ -108,12 +109,11 @@ impl IndexMap {
         }
         let lead_positions: usize = shape.small[..r - 1].iter().product();
         let mut segments = Vec::with_capacity(shape.taps() * lead_positions);
-        let mut tap_idx = vec![0; r];
-        let mut pos_idx = vec![0; r - 1];
+        let kernel: Vec<usize> = shape.axes.iter().map(|a| a.kernel).collect();
         for tap in 0..shape.taps() {
-            unravel(tap, shape.axes.iter().map(|a| a.kernel), &mut tap_idx);
+            let tap_idx = unravel(tap, &kernel);
             for lead in 0..lead_positions {
-                unravel(lead, shape.small[..r - 1].iter().copied(), &mut pos_idx);
+                let pos_idx = unravel(lead, &shape.small[..r - 1]);
                 let base = lead_axes.iter().enumerate().try_fold(0, |acc, (a, ax)| {
                     ax.source(pos_idx[a], tap_idx[a], shape.big[a])
                         .map(|s| acc + s * strides[a])
@@ -189,13 +189,6 @@ impl IndexMap {
     }
 }
 
-fn unravel(mut i: usize, dims: impl DoubleEndedIterator<Item = usize> + ExactSizeIterator, out: &mut [usize]) {
-    for (slot, n) in out.iter_mut().zip(dims).rev() {
-        *slot = i % n;
-        i /= n;
-    }
-}
-
 /// Splits the batch into two halves run on two threads when the work is worth a thread, and
 /// in order otherwise; `out` (`per_image` values per image) is split alike, so each half writes
 /// its own images in place. The split depends only on the batch size, never on the machine, so
@@ -231,8 +224,9 @@ fn matrix_mut<T: Float>(data: &mut [T], rows: usize, cols: usize) -> ArrayViewMu
     ArrayViewMut2::from_shape((rows, cols), data).expect("sizes come from ConvShape")
 }
 
-/// The per-(image, group) blocks of the three kernels: channel counts per group and lengths.
+/// Where each image's group lives in the flat arrays, and the matrix sizes per group.
 struct Blocks {
+    groups: usize,
     big_g: usize,
     small_g: usize,
     big_len: usize,
@@ -243,6 +237,7 @@ struct Blocks {
 impl Blocks {
     fn new(shape: &ConvShape) -> Self {
         Blocks {
+            groups: shape.groups,
             big_g: shape.c_big / shape.groups,
             small_g: shape.c_small / shape.groups,
             big_len: shape.big_len(),
@@ -250,17 +245,63 @@ impl Blocks {
             taps: shape.taps(),
         }
     }
-    fn big(&self, n: usize, g: usize, groups: usize) -> std::ops::Range<usize> {
-        let start = ((n * groups + g) * self.big_g) * self.big_len;
+
+    /// Image `n`, group `g` of the big side: `[big_g, big..]`.
+    fn big(&self, n: usize, g: usize) -> std::ops::Range<usize> {
+        let start = ((n * self.groups + g) * self.big_g) * self.big_len;
         start..start + self.big_g * self.big_len
     }
-    fn small(&self, n: usize, g: usize, groups: usize) -> std::ops::Range<usize> {
-        let start = ((n * groups + g) * self.small_g) * self.small_len;
+
+    /// Image `n`, group `g` of the small side: `[small_g, small..]`.
+    fn small(&self, n: usize, g: usize) -> std::ops::Range<usize> {
+        let start = ((n * self.groups + g) * self.small_g) * self.small_len;
         start..start + self.small_g * self.small_len
     }
+
+    /// Group `g` of the weight: `[small_g, big_g·taps]`.
     fn weight(&self, g: usize) -> std::ops::Range<usize> {
         let len = self.small_g * self.big_g * self.taps;
         g * len..(g + 1) * len
+    }
+
+    /// Rows of the unrolled big side, `big_g·taps`.
+    fn unrolled_rows(&self) -> usize {
+        self.big_g * self.taps
+    }
+
+    /// im2col of images `first..first + m`, group `g`, side by side: `cols: [big_g·taps, m·L]`.
+    fn unroll_images<T: Float>(&self, map: &IndexMap, big: &[T], (first, m, g): (usize, usize, usize), cols: &mut [T]) {
+        for j in 0..m {
+            map.unroll(
+                &big[self.big(first + j, g)],
+                cols,
+                m * self.small_len,
+                j * self.small_len,
+            );
+        }
+    }
+
+    /// The small side of images `first..first + m`, group `g`, as `rows: [small_g, m·L]`, the
+    /// images side by side as the matrix products want them.
+    fn small_to_rows<T: Float>(&self, small: &[T], (first, m, g): (usize, usize, usize), rows: &mut [T]) {
+        let l = self.small_len;
+        for j in 0..m {
+            let image = &small[self.small(first + j, g)];
+            for o in 0..self.small_g {
+                rows[(o * m + j) * l..][..l].copy_from_slice(&image[o * l..][..l]);
+            }
+        }
+    }
+
+    /// The inverse of [`Blocks::small_to_rows`], into images `0..m` of `small`.
+    fn rows_to_small<T: Float>(&self, rows: &[T], (m, g): (usize, usize), small: &mut [T]) {
+        let l = self.small_len;
+        for j in 0..m {
+            let image = &mut small[self.small(j, g)];
+            for o in 0..self.small_g {
+                image[o * l..][..l].copy_from_slice(&rows[(o * m + j) * l..][..l]);
+            }
+        }
     }
 }
 
@@ -277,66 +318,55 @@ impl ConvShape {
     }
 }
 
-/// For each chunk of `images`, for each group, runs `f(first image, chunk length, group)`.
-fn for_chunks(images: std::ops::Range<usize>, chunk: usize, groups: usize, mut f: impl FnMut(usize, usize, usize)) {
-    let mut first = images.start;
-    while first < images.end {
-        let m = chunk.min(images.end - first);
-        for g in 0..groups {
-            f(first, m, g);
-        }
-        first += m;
-    }
-}
-
-/// Copies the small side of images `first..first + m`, group `g`, into `[small_g, m·L]`, the
-/// images side by side, as the matrix products want it.
-fn small_to_rows<T: Float>(b: &Blocks, small: &[T], first: usize, m: usize, g: usize, groups: usize, rows: &mut [T]) {
-    for j in 0..m {
-        let image = &small[b.small(first + j, g, groups)];
-        for o in 0..b.small_g {
-            rows[o * m * b.small_len + j * b.small_len..][..b.small_len]
-                .copy_from_slice(&image[o * b.small_len..][..b.small_len]);
-        }
-    }
-}
-
-/// The inverse layout change of [`small_to_rows`], writing into images `0..m` of `small`.
-fn rows_to_small<T: Float>(b: &Blocks, rows: &[T], m: usize, g: usize, groups: usize, small: &mut [T]) {
-    for j in 0..m {
-        let image = &mut small[b.small(j, g, groups)];
-        for o in 0..b.small_g {
-            image[o * b.small_len..][..b.small_len]
-                .copy_from_slice(&rows[o * m * b.small_len + j * b.small_len..][..b.small_len]);
-        }
-    }
+/// For each chunk of `images` and each group, runs `f((first image, chunk length, group))`,
+/// with this thread's scratch buffers for the unrolled big side and the small side's rows.
+fn for_chunks<T: Float>(
+    shape: &ConvShape,
+    b: &Blocks,
+    images: std::ops::Range<usize>,
+    mut f: impl FnMut((usize, usize, usize), &mut [T], &mut [T]),
+) {
+    let chunk = shape.chunk();
+    with_scratch(b.unrolled_rows() * chunk * b.small_len, |cols: &mut [T]| {
+        with_scratch(b.small_g * chunk * b.small_len, |rows: &mut [T]| {
+            let mut first = images.start;
+            while first < images.end {
+                let m = chunk.min(images.end - first);
+                for g in 0..shape.groups {
+                    let width = m * b.small_len;
+                    f(
+                        (first, m, g),
+                        &mut cols[..b.unrolled_rows() * width],
+                        &mut rows[..b.small_g * width],
+                    );
+                }
+                first += m;
+            }
+        })
+    })
 }
 
 /// Conv forward. `big: [n, c_big, big..]`, `w: [c_small, c_big/g, k..]` → `[n, c_small, small..]`.
 pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> {
-    let map = IndexMap::new(shape);
-    let b = Blocks::new(shape);
-    let (chunk, per_image) = (shape.chunk(), shape.c_small * b.small_len);
+    let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
+    let per_image = shape.c_small * b.small_len;
     let mut small = vec![T::zero(); shape.batch * per_image];
     split_batch(&mut small, per_image, shape.flops(), |images, out| {
         let start = images.start;
-        let mut cols = vec![T::zero(); b.big_g * b.taps * chunk * b.small_len];
-        let mut rows = vec![T::zero(); b.small_g * chunk * b.small_len];
-        for_chunks(images, chunk, shape.groups, |first, m, g| {
+        for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
             let width = m * b.small_len;
-            for j in 0..m {
-                map.unroll(
-                    &big[b.big(first + j, g, shape.groups)],
-                    &mut cols,
-                    width,
-                    j * b.small_len,
-                );
-            }
-            let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
-            let cols_m = matrix(&cols[..b.big_g * b.taps * width], b.big_g * b.taps, width);
-            let mut y = matrix_mut(&mut rows[..b.small_g * width], b.small_g, width);
-            general_mat_mul(T::one(), &w_g, &cols_m, T::zero(), &mut y);
-            rows_to_small(&b, &rows, m, g, shape.groups, &mut out[(first - start) * per_image..]);
+            b.unroll_images(&map, big, (first, m, g), cols);
+            let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
+            // β = 0: the product overwrites `rows` without reading it.
+            let mut y = matrix_mut(rows, b.small_g, width);
+            general_mat_mul(
+                T::one(),
+                &w_g,
+                &matrix(cols, b.unrolled_rows(), width),
+                T::zero(),
+                &mut y,
+            );
+            b.rows_to_small(rows, (m, g), &mut out[(first - start) * per_image..]);
         });
     });
     small
@@ -345,28 +375,27 @@ pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> 
 /// Transposed conv forward. `small: [n, c_small, small..]`, `w: [c_small, c_big/g, k..]` →
 /// `[n, c_big, big..]`.
 pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T> {
-    let map = IndexMap::new(shape);
-    let b = Blocks::new(shape);
-    let (chunk, per_image) = (shape.chunk(), shape.c_big * b.big_len);
+    let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
+    let per_image = shape.c_big * b.big_len;
     let mut big = vec![T::zero(); shape.batch * per_image];
     split_batch(&mut big, per_image, shape.flops(), |images, out| {
         let start = images.start;
-        with_scratch(b.big_g * b.taps * chunk * b.small_len, |cols: &mut [T]| {
-            with_scratch(b.small_g * chunk * b.small_len, |rows: &mut [T]| {
-                for_chunks(images, chunk, shape.groups, |first, m, g| {
-                    let width = m * b.small_len;
-                    small_to_rows(&b, small, first, m, g, shape.groups, rows);
-                    let w_g = matrix(&w[b.weight(g)], b.small_g, b.big_g * b.taps);
-                    let x = matrix(&rows[..b.small_g * width], b.small_g, width);
-                    let mut cols_m = matrix_mut(&mut cols[..b.big_g * b.taps * width], b.big_g * b.taps, width);
-                    general_mat_mul(T::one(), &w_g.t(), &x, T::zero(), &mut cols_m);
-                    for j in 0..m {
-                        let image = b.big(first - start + j, g, shape.groups);
-                        map.fold(cols, &mut out[image], width, j * b.small_len);
-                    }
-                });
-            })
-        })
+        for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
+            let width = m * b.small_len;
+            b.small_to_rows(small, (first, m, g), rows);
+            let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
+            let mut cols_m = matrix_mut(cols, b.unrolled_rows(), width);
+            general_mat_mul(
+                T::one(),
+                &w_g.t(),
+                &matrix(rows, b.small_g, width),
+                T::zero(),
+                &mut cols_m,
+            );
+            for j in 0..m {
+                map.fold(cols, &mut out[b.big(first - start + j, g)], width, j * b.small_len);
+            }
+        });
     });
     big
 }
@@ -374,31 +403,25 @@ pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<
 /// The weight gradient of both ops. `big: [n, c_big, big..]`, `small: [n, c_small, small..]` →
 /// `[c_small, c_big/g, k..]`, summed over the batch (per half of the batch, then the halves).
 pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Vec<T> {
-    let map = IndexMap::new(shape);
-    let b = Blocks::new(shape);
-    let chunk = shape.chunk();
-    let len = shape.c_small * b.big_g * b.taps;
+    let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
+    let len = shape.c_small * b.unrolled_rows();
     // One weight-sized partial sum per half of the batch, added in a fixed order.
     let mut images = vec![(); shape.batch];
     let parts = split_batch(&mut images, 1, shape.flops(), |images, _| {
         let mut w = vec![T::zero(); len];
-        let mut cols = vec![T::zero(); b.big_g * b.taps * chunk * b.small_len];
-        let mut rows = vec![T::zero(); b.small_g * chunk * b.small_len];
-        for_chunks(images, chunk, shape.groups, |first, m, g| {
+        for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
             let width = m * b.small_len;
-            for j in 0..m {
-                map.unroll(
-                    &big[b.big(first + j, g, shape.groups)],
-                    &mut cols,
-                    width,
-                    j * b.small_len,
-                );
-            }
-            small_to_rows(&b, small, first, m, g, shape.groups, &mut rows);
-            let cols_m = matrix(&cols[..b.big_g * b.taps * width], b.big_g * b.taps, width);
-            let y = matrix(&rows[..b.small_g * width], b.small_g, width);
-            let mut w_g = matrix_mut(&mut w[b.weight(g)], b.small_g, b.big_g * b.taps);
-            general_mat_mul(T::one(), &y, &cols_m.t(), T::one(), &mut w_g);
+            b.unroll_images(&map, big, (first, m, g), cols);
+            b.small_to_rows(small, (first, m, g), rows);
+            let mut w_g = matrix_mut(&mut w[b.weight(g)], b.small_g, b.unrolled_rows());
+            let cols_m = matrix(cols, b.unrolled_rows(), width);
+            general_mat_mul(
+                T::one(),
+                &matrix(rows, b.small_g, width),
+                &cols_m.t(),
+                T::one(),
+                &mut w_g,
+            );
         });
         w
     });

@@ -16,6 +16,7 @@ use super::kernels::ConvShape;
 use super::options::{ConvOptions, ConvTransposeOptions, conv_shape, conv_transpose_shape};
 use crate::error::{Result, bad_shape};
 use crate::float::Float;
+use crate::ops::unravel;
 use crate::tape::Tape;
 
 /// The dense matrix `A` of a conv on one image of shape `input = [c_in, i..]`:
@@ -98,15 +99,6 @@ fn dense<T: Float>(shape: &ConvShape, w: &ArrayD<T>) -> Array2<T> {
         }
     }
     a
-}
-
-fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
-    let mut idx = vec![0; shape.len()];
-    for (d, &n) in shape.iter().enumerate().rev() {
-        idx[d] = i % n;
-        i /= n;
-    }
-    idx
 }
 
 /// The intermediate arrays of the zero-insertion recipe, to look at step by step.
