@@ -10,80 +10,17 @@
 
 use std::time::Instant;
 
+#[path = "../benches/common/workloads.rs"]
+mod workloads;
+
 use adjoint::nn::{Conv2d, ConvTranspose2d, Module, Relu, Sequential, Sigmoid};
-use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions, conv_transpose2d, conv2d};
+use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions};
 use adjoint::optim::{Adam, Optimizer};
 use adjoint::{Tape, mse_loss};
 use ndarray::ArrayD;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-
-struct Workload {
-    name: &'static str,
-    transposed: bool,
-    x: [usize; 4],
-    w: [usize; 4],
-    stride: usize,
-    padding: usize,
-    output_padding: usize,
-}
-
-const WORKLOADS: [Workload; 6] = [
-    Workload {
-        name: "W1 conv2d x[64,1,28,28] w[16,1,3,3] s2 p1",
-        transposed: false,
-        x: [64, 1, 28, 28],
-        w: [16, 1, 3, 3],
-        stride: 2,
-        padding: 1,
-        output_padding: 0,
-    },
-    Workload {
-        name: "W2 conv2d x[64,16,14,14] w[32,16,3,3] s2 p1",
-        transposed: false,
-        x: [64, 16, 14, 14],
-        w: [32, 16, 3, 3],
-        stride: 2,
-        padding: 1,
-        output_padding: 0,
-    },
-    Workload {
-        name: "W3 convT2d x[64,32,7,7] w[32,16,3,3] s2 p1 op1",
-        transposed: true,
-        x: [64, 32, 7, 7],
-        w: [32, 16, 3, 3],
-        stride: 2,
-        padding: 1,
-        output_padding: 1,
-    },
-    Workload {
-        name: "W4 convT2d x[64,16,14,14] w[16,1,3,3] s2 p1 op1",
-        transposed: true,
-        x: [64, 16, 14, 14],
-        w: [16, 1, 3, 3],
-        stride: 2,
-        padding: 1,
-        output_padding: 1,
-    },
-    Workload {
-        name: "W5 conv2d x[8,64,56,56] w[64,64,3,3] s1 p1",
-        transposed: false,
-        x: [8, 64, 56, 56],
-        w: [64, 64, 3, 3],
-        stride: 1,
-        padding: 1,
-        output_padding: 0,
-    },
-    Workload {
-        name: "W6 convT2d x[8,64,28,28] w[64,32,4,4] s2 p1",
-        transposed: true,
-        x: [8, 64, 28, 28],
-        w: [64, 32, 4, 4],
-        stride: 2,
-        padding: 1,
-        output_padding: 0,
-    },
-];
+use workloads::WORKLOADS;
 
 fn random(shape: &[usize], rng: &mut StdRng) -> ArrayD<f32> {
     ArrayD::from_shape_simple_fn(shape.to_vec(), || rng.random_range(-1.0..1.0))
@@ -114,33 +51,9 @@ fn main() -> Result<(), adjoint::Error> {
     for w in &WORKLOADS {
         let x = random(&w.x, &mut rng);
         let weight = random(&w.w, &mut rng);
-        let out = |tape: &'_ Tape<f32>, backward: bool| -> Result<(), adjoint::Error> {
-            let xv = tape.param(x.clone());
-            let wv = tape.param(weight.clone());
-            let y = if w.transposed {
-                let opts = ConvTransposeOptions::new()
-                    .stride(w.stride)
-                    .padding(w.padding)
-                    .output_padding(w.output_padding);
-                conv_transpose2d(xv, wv, None, &opts)?
-            } else {
-                conv2d(xv, wv, None, &ConvOptions::new().stride(w.stride).padding(w.padding))?
-            };
-            if backward {
-                let seed = ArrayD::from_elem(y.shape(), 1.0);
-                tape.backward_with(y, seed)?;
-            }
-            Ok(())
-        };
-        let per_tap: f64 = (w.w[2] * w.w[3]) as f64;
-        let flops = if w.transposed {
-            2.0 * (w.x[0] * w.x[1] * w.x[2] * w.x[3] * w.w[1]) as f64 * per_tap
-        } else {
-            let o = |i: usize| (i + 2 * w.padding - w.w[2]) / w.stride + 1;
-            2.0 * (w.x[0] * w.w[0] * o(w.x[2]) * o(w.x[3]) * w.w[1]) as f64 * per_tap
-        };
-        let fwd = median_seconds(1.0, || out(&Tape::new(), false).unwrap());
-        let both = median_seconds(1.0, || out(&Tape::new(), true).unwrap());
+        let flops = w.forward_flops() as f64;
+        let fwd = median_seconds(1.0, || w.run(&x, &weight, false));
+        let both = median_seconds(1.0, || w.run(&x, &weight, true));
         println!(
             "| {} | {:.2} | {:.0} | {:.2} | {:.0} |",
             w.name,

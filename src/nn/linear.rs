@@ -69,14 +69,10 @@ impl<T: Float> Module<T> for Linear<T> {
     }
 
     fn parameters(&self) -> Vec<(String, &Parameter<T>)> {
-        let mut out = vec![("weight".to_string(), &self.weight)];
-        out.extend(self.bias.iter().map(|b| ("bias".to_string(), b)));
-        out
+        super::weight_and_bias(&self.weight, &self.bias)
     }
 
     fn parameters_mut(&mut self) -> Vec<(String, &mut Parameter<T>)> {
-        let mut out = vec![("weight".to_string(), &mut self.weight)];
-        out.extend(self.bias.iter_mut().map(|b| ("bias".to_string(), b)));
-        out
+        super::weight_and_bias_mut(&mut self.weight, &mut self.bias)
     }
 }

@@ -116,6 +116,26 @@ pub trait Module<T: Float> {
     }
 }
 
+/// PyTorch's names for a layer's weight and optional bias, in `state_dict` order.
+fn weight_and_bias<'a, T: Float>(
+    weight: &'a Parameter<T>,
+    bias: &'a Option<Parameter<T>>,
+) -> Vec<(String, &'a Parameter<T>)> {
+    std::iter::once(("weight".to_string(), weight))
+        .chain(bias.iter().map(|b| ("bias".to_string(), b)))
+        .collect()
+}
+
+/// [`weight_and_bias`], mutable.
+fn weight_and_bias_mut<'a, T: Float>(
+    weight: &'a mut Parameter<T>,
+    bias: &'a mut Option<Parameter<T>>,
+) -> Vec<(String, &'a mut Parameter<T>)> {
+    std::iter::once(("weight".to_string(), weight))
+        .chain(bias.iter_mut().map(|b| ("bias".to_string(), b)))
+        .collect()
+}
+
 /// Layers applied in order; parameter names are prefixed with the layer's index, as in
 /// PyTorch's `nn.Sequential` (activations count as layers).
 pub struct Sequential<T: Float> {
