@@ -8,14 +8,18 @@
 //! 1. the matrix `A` of a 1-D conv, `y = A x`, and `Aᵀ y`: the shape comes back, the values don't;
 //! 2. the tape's gradient of the conv is the transposed conv's forward (and the reverse);
 //! 3. the zero-insertion recipe, step by step, gives `Aᵀ y` again;
-//! 4. the many-to-one size problem, and how `output_padding` / TensorFlow's modes pick a size.
+//! 4. the many-to-one size problem, and how `output_padding` / TensorFlow's modes pick a size;
+//! 5. heat maps of the matrix `A` of a small 2-D conv and of `Aᵀ`, written to `--out-dir` as
+//!    `A.png` and `A_T.png`.
 
 use adjoint::Tape;
 use adjoint::ops::conv::geometry::{tf_transpose_default_size, tf_transpose_sizes};
 use adjoint::ops::conv::views::{conv_matrix, conv_transpose_by_zero_insertion, conv_transpose_matrix};
 use adjoint::ops::conv::{AxisGeometry, ConvOptions, ConvTransposeOptions, conv_transpose1d, conv1d};
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use ndarray::{Array1, Array2, ArrayD, IxDyn};
+use std::path::PathBuf;
 
 /// Walk through why the transposed convolution is the gradient of the convolution.
 #[derive(Parser, Debug)]
@@ -36,6 +40,75 @@ struct Args {
     /// Dilation.
     #[arg(long, default_value_t = 1)]
     dilation: usize,
+    /// Where A.png and A_T.png, heat maps of a 2-D conv's matrix and its transpose, are
+    /// written. The 2-D conv takes the flags above, square, except that without --size its
+    /// input is 4×4 (larger if the kernel needs it) and without --stride its stride is 1, so
+    /// that the default A is a readable 4×16.
+    #[arg(long, default_value = "out/duality")]
+    out_dir: PathBuf,
+}
+
+/// Heat maps of a matrix with more entries than this are not drawn: past it the picture is
+/// all thin lines, and building it (o²·i² entries) gets slow.
+const MAX_HEAT_ENTRIES: usize = 100_000;
+
+/// Section 5: the dense matrix of a square, single-channel 2-D conv and of its transpose, as
+/// heat maps. Taps are numbered 1..k² so each one has its own colour.
+fn heat_maps(args: &Args, size: usize, stride: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let k = args.kernel;
+    let axis = AxisGeometry::new(k, stride, args.padding, args.dilation);
+    let o = axis
+        .conv_output_size(size)
+        .ok_or("the 2-D conv's padded input is smaller than the dilated kernel")?;
+    let (rows, cols) = (o.saturating_mul(o), size.saturating_mul(size));
+    println!(
+        "2-D conv: {size}×{size} input, {k}×{k} kernel (taps 1..{}), stride {stride}, padding {}, dilation {} → {o}×{o} output",
+        k * k,
+        args.padding,
+        args.dilation
+    );
+    if rows.saturating_mul(cols) > MAX_HEAT_ENTRIES {
+        println!(
+            "A would be {rows}×{cols}: too large for a readable heat map, so none is drawn (pick a smaller --size)."
+        );
+        return Ok(());
+    }
+    let w = ArrayD::from_shape_fn(IxDyn(&[1, 1, k, k]), |i| (i[2] * k + i[3] + 1) as f64);
+    let opts = ConvOptions::new()
+        .stride(stride)
+        .padding(args.padding)
+        .dilation(args.dilation);
+    let t_opts = ConvTransposeOptions::new()
+        .stride(stride)
+        .padding(args.padding)
+        .dilation(args.dilation)
+        .output_padding(axis.unread(size).unwrap_or(0));
+    let a = conv_matrix(&w, &[1, size, size], &opts)?;
+    let a_t = conv_transpose_matrix(&w, &[1, o, o], &t_opts)?;
+    let diff = a_t
+        .iter()
+        .zip(a.t().iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    println!("A is {rows}×{cols}: row r holds the taps that output cell r reads, one kernel position per row.");
+    println!(
+        "conv_transpose_matrix gives the {}×{} matrix Aᵀ (max difference from A transposed: {diff:e}).",
+        a_t.nrows(),
+        a_t.ncols()
+    );
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| format!("{}: {e}", args.out_dir.display()))?;
+    let (input, output) = ("input cell (row-major)", "output cell (row-major)");
+    let path = args.out_dir.join("A.png");
+    let settings = format!("k={k} s={stride} p={} d={}", args.padding, args.dilation);
+    let title = format!("A: conv of {size}×{size} → {o}×{o}, {settings}");
+    adjoint::plot::heat_map(&path, &title, &a, output, input)?;
+    println!("wrote {}", path.display());
+    let path = args.out_dir.join("A_T.png");
+    let title = format!("Aᵀ: transposed conv of {o}×{o} → {size}×{size}, {settings}");
+    // Rows are outputs for both maps, as in `y = M x`: Aᵀ's outputs are the conv's inputs.
+    adjoint::plot::heat_map(&path, &title, &a_t, output, input)?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 const TAPS: &str = "xyzuvwpqrstabcdefghijklmno";
@@ -53,8 +126,21 @@ fn print_matrix(name: &str, a: &Array2<f64>, symbol: impl Fn(f64) -> String) {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+/// Prints errors with their message (not `Debug`) and exits non-zero.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let given = |flag: &str| matches.value_source(flag) == Some(ValueSource::CommandLine);
     if args.kernel == 0 || args.kernel > TAPS.len() {
         return Err(format!("--kernel must be in 1..={}", TAPS.len()).into());
     }
@@ -62,6 +148,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .stride(args.stride)
         .padding(args.padding)
         .dilation(args.dilation);
+    // Let the library judge the settings first, so a bad flag gets its precise error.
+    conv_matrix(
+        &ArrayD::<f64>::zeros(IxDyn(&[1, 1, args.kernel])),
+        &[1, args.size],
+        &conv_opts,
+    )?;
     let axis = AxisGeometry::new(args.kernel, args.stride, args.padding, args.dilation);
     let o = axis
         .conv_output_size(args.size)
@@ -218,5 +310,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    Ok(())
+
+    println!("\n== 5. The matrix of a 2-D conv, drawn");
+    // The smallest input from 4 up that the dilated kernel fits, unless --size says otherwise.
+    let size = if given("size") {
+        args.size
+    } else {
+        4.max(axis.effective_kernel().saturating_sub(2 * args.padding))
+    };
+    let stride = if given("stride") { args.stride } else { 1 };
+    heat_maps(&args, size, stride)
 }

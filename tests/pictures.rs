@@ -1,0 +1,230 @@
+//! The animations of `examples/animate`, checked as real GIF files: written to a temporary
+//! directory by the example's own drawing module, decoded, and compared with the geometry.
+
+#[path = "../examples/animate/draw.rs"]
+mod draw;
+
+use std::path::{Path, PathBuf};
+
+use adjoint::ops::conv::AxisGeometry;
+use draw::{Settings, Written, write_gifs};
+
+/// A fresh directory per test, so tests running in parallel never share files.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pictures").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn settings(input: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> Settings {
+    Settings {
+        input,
+        kernel,
+        stride,
+        padding,
+        dilation,
+        output_padding: None,
+    }
+}
+
+/// A decoded GIF: screen size, and every frame composited onto the ones before it (all frames
+/// are written with `DisposalMethod::Keep`), as RGBA.
+struct Decoded {
+    width: usize,
+    height: usize,
+    frames: Vec<Vec<u8>>,
+    delays: Vec<u16>,
+}
+
+fn decode(path: &Path) -> Decoded {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::RGBA);
+    let mut decoder = options.read_info(std::fs::File::open(path).unwrap()).unwrap();
+    let (width, height) = (usize::from(decoder.width()), usize::from(decoder.height()));
+    assert_eq!(decoder.repeat(), gif::Repeat::Infinite, "{}", path.display());
+    let mut canvas = vec![255u8; width * height * 4];
+    let (mut frames, mut delays) = (Vec::new(), Vec::new());
+    while let Some(frame) = decoder.read_next_frame().unwrap() {
+        let (left, top) = (usize::from(frame.left), usize::from(frame.top));
+        let (w, h) = (usize::from(frame.width), usize::from(frame.height));
+        assert!(left + w <= width && top + h <= height, "frame outside the picture");
+        if frames.is_empty() {
+            assert_eq!((w, h), (width, height), "the first frame must cover the picture");
+        }
+        for y in 0..h {
+            let src = &frame.buffer[y * w * 4..(y + 1) * w * 4];
+            let at = ((top + y) * width + left) * 4;
+            canvas[at..at + w * 4].copy_from_slice(src);
+        }
+        frames.push(canvas.clone());
+        delays.push(frame.delay);
+    }
+    Decoded {
+        width,
+        height,
+        frames,
+        delays,
+    }
+}
+
+// The example's colours (draw.rs), as the decoded file must show them.
+const WHITE: (u8, u8, u8) = (255, 255, 255);
+const INPUT: (u8, u8, u8) = (110, 160, 225);
+const INSERTED: (u8, u8, u8) = (222, 222, 222);
+const TAP_ON_INPUT: (u8, u8, u8) = (25, 60, 140);
+const TAP_ON_ZERO: (u8, u8, u8) = (150, 170, 210);
+const OUT_PENDING: (u8, u8, u8) = (245, 245, 245);
+const OUT_DONE: (u8, u8, u8) = (130, 215, 200);
+const OUT_CURRENT: (u8, u8, u8) = (20, 140, 125);
+
+/// The colour of grid cell (row, col) of a grid at `origin`, sampled a fifth of a cell in from
+/// its top-left corner: inside a kernel tap's square, clear of grid lines and tap numbers.
+fn cell_color(gif: &Decoded, frame: usize, w: &Written, origin: (u16, u16), row: usize, col: usize) -> (u8, u8, u8) {
+    let cell = usize::from(w.cell);
+    let x = usize::from(origin.0) + col * cell + cell / 5;
+    let y = usize::from(origin.1) + row * cell + cell / 5;
+    let p = &gif.frames[frame][(y * gif.width + x) * 4..];
+    (p[0], p[1], p[2])
+}
+
+/// What the picture shows in each cell of the input grid: its own colour in a frame where no
+/// tap covers it. Returns (input cells, inserted zeros, padding zeros, tap-covered every frame).
+fn input_grid_census(gif: &Decoded, w: &Written) -> [usize; 4] {
+    let mut census = [0; 4];
+    for row in 0..w.in_side {
+        for col in 0..w.in_side {
+            let own = (0..w.frames)
+                .map(|f| cell_color(gif, f, w, w.in_origin, row, col))
+                .find(|c| ![TAP_ON_INPUT, TAP_ON_ZERO].contains(c));
+            match own {
+                Some(INPUT) => census[0] += 1,
+                Some(INSERTED) => census[1] += 1,
+                Some(WHITE) => census[2] += 1,
+                None => census[3] += 1,
+                Some(other) => panic!("cell ({row}, {col}) has colour {other:?}"),
+            }
+        }
+    }
+    census
+}
+
+/// Writes both animations for `s` and checks each file against the geometry: one frame per
+/// output cell (`o²` for the conv, `n²` for the transposed conv), the reported picture size,
+/// the output grid filling in row-major order (done, current, pending), the input grid holding
+/// `inputs[j]` input cells and `inserted[j]` inserted zeros, and in every frame as many taps
+/// on input cells as the library's index map `source` pairs with that output cell.
+fn check(name: &str, s: Settings, o: usize, n: usize, inputs: [usize; 2], inserted: [usize; 2]) {
+    let axis = AxisGeometry::new(s.kernel, s.stride, s.padding, s.dilation);
+    assert_eq!(axis.conv_output_size(s.input), Some(o));
+    let op = s.output_padding.unwrap_or_else(|| axis.unread(s.input).unwrap());
+    assert_eq!(axis.conv_transpose_output_size(o, op), Some(n));
+
+    // Per axis, how many (input cell, tap) pairs meet output cell `r`: for the conv, the taps
+    // of position `r` that read the input; for the transposed conv, the scatter's writes to `r`.
+    let conv_reads = |r: usize| (0..s.kernel).filter(|&t| axis.source(r, t, s.input).is_some()).count();
+    let scatter_writes = |r: usize| {
+        let pairs = (0..o).flat_map(|j| (0..s.kernel).map(move |t| (j, t)));
+        pairs.filter(|&(j, t)| axis.source(j, t, n) == Some(r)).count()
+    };
+
+    let dir = temp_dir(name);
+    let written = write_gifs(&dir, &s, 100).unwrap();
+    let names: Vec<_> = written.iter().map(|(p, _)| p.file_name().unwrap().to_owned()).collect();
+    assert_eq!(names, ["conv.gif", "conv_transpose.gif"]);
+    for (j, ((path, w), side)) in written.iter().zip([o, n]).enumerate() {
+        let gif = decode(path);
+        let what = path.display();
+        assert_eq!((w.out_side, w.frames), (side, side * side), "{what}");
+        assert_eq!(gif.frames.len(), side * side, "{what}");
+        assert_eq!((gif.width, gif.height), (usize::from(w.width), usize::from(w.height)));
+        assert_eq!(w.bytes as u64, std::fs::metadata(path).unwrap().len());
+        assert!(w.bytes < 300 * 1024, "{what}: {} bytes", w.bytes);
+        // 100 ms a frame, the last one held four times as long.
+        assert!(gif.delays[..w.frames - 1].iter().all(|&d| d == 10));
+        assert_eq!(gif.delays[w.frames - 1], 40);
+        for f in 0..w.frames {
+            for cell in 0..w.frames {
+                let expected = match cell.cmp(&f) {
+                    std::cmp::Ordering::Less => OUT_DONE,
+                    std::cmp::Ordering::Equal => OUT_CURRENT,
+                    std::cmp::Ordering::Greater => OUT_PENDING,
+                };
+                let got = cell_color(&gif, f, w, w.out_origin, cell / side, cell % side);
+                assert_eq!(got, expected, "{what}: frame {f}, output cell {cell}");
+            }
+        }
+        for f in 0..w.frames {
+            let (r, c) = (f / side, f % side);
+            let expected = if j == 0 {
+                conv_reads(r) * conv_reads(c)
+            } else {
+                scatter_writes(r) * scatter_writes(c)
+            };
+            let cells =
+                (0..w.in_side * w.in_side).map(|q| cell_color(&gif, f, w, w.in_origin, q / w.in_side, q % w.in_side));
+            let taps = cells.filter(|&color| color == TAP_ON_INPUT).count();
+            assert_eq!(taps, expected, "{what}: frame {f}, taps on input cells");
+        }
+        let [input, zeros, padding, hidden] = input_grid_census(&gif, w);
+        assert_eq!((input, zeros, hidden), (inputs[j], inserted[j], 0), "{what}");
+        assert_eq!(input + zeros + padding, w.in_side * w.in_side);
+    }
+}
+
+#[test]
+fn dumoulin_visin_padded_strided_conv_and_its_transpose() {
+    // D&V's "padding, strides" figure and its transpose: i = 5, k = 3, s = 2, p = 1 → o = 3,
+    // and back to 5. The transposed view stretches the 3×3 input to 5×5 with s − 1 = 1 zero
+    // between cells.
+    check("strided", settings(5, 3, 2, 1, 1), 3, 5, [25, 9], [0, 25 - 9]);
+}
+
+#[test]
+fn an_unread_cell_is_given_back_by_output_padding() {
+    // i = 6: (6 + 2 − 3) mod 2 = 1 cell never read, so output padding 1 returns 6 cells.
+    check("unread", settings(6, 3, 2, 1, 1), 3, 6, [36, 9], [0, 16]);
+    // An explicit output padding of 0 returns the smallest size, 5.
+    let s = Settings {
+        output_padding: Some(0),
+        ..settings(6, 3, 2, 1, 1)
+    };
+    check("output_padding_0", s, 3, 5, [36, 9], [0, 16]);
+}
+
+#[test]
+fn dilated_stride_1_conv_has_no_inserted_zeros() {
+    // D&V's dilated-convolution figure: i = 7, k = 3, d = 2 → o = 3; padding d(k − 1) = 4
+    // brings it back to 7.
+    check("dilated", settings(7, 3, 1, 0, 2), 3, 7, [49, 9], [0, 0]);
+}
+
+#[test]
+fn padding_beyond_the_kernel_crops_the_stretched_input() {
+    // p = 3 > d(k − 1) = 2: the 5×5 input stretched to 9×9 loses one cell a side, an input
+    // row and column at each end, leaving 3×3 inputs among 7×7 cells.
+    check("cropped", settings(5, 3, 2, 3, 1), 5, 5, [25, 9], [0, 49 - 9]);
+}
+
+#[test]
+fn refused_settings_give_the_library_error_and_write_nothing() {
+    let cases = [
+        (settings(2, 5, 1, 0, 1), "smaller than the effective kernel"),
+        (settings(5, 3, 0, 1, 1), "stride"),
+        (settings(5, 0, 1, 1, 1), "kernel sizes must be at least 1"),
+        (
+            Settings {
+                output_padding: Some(2),
+                ..settings(5, 3, 2, 1, 1)
+            },
+            "output_padding",
+        ),
+        (settings(1000, 3, 1, 0, 1), "more than a picture can show"),
+        (settings(60, 3, 1, 0, 1), "frames"),
+    ];
+    for (i, (s, message)) in cases.into_iter().enumerate() {
+        let dir = temp_dir(&format!("refused_{i}"));
+        let err = write_gifs(&dir, &s, 100).unwrap_err().to_string();
+        assert!(err.contains(message), "{s:?}: {err}");
+        assert!(!dir.exists(), "{s:?} left files behind");
+    }
+}
