@@ -19,7 +19,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::geometry::AxisGeometry;
-use crate::float::{Float, with_scratch};
+use crate::float::Float;
 use crate::ops::unravel;
 
 /// Sizes of one conv as the kernels need them.
@@ -319,7 +319,8 @@ impl ConvShape {
 }
 
 /// For each chunk of `images` and each group, runs `f((first image, chunk length, group))`,
-/// with this thread's scratch buffers for the unrolled big side and the small side's rows.
+/// with buffers for the unrolled big side and the small side's rows, allocated once per call.
+/// (Per-thread pools of reused buffers were tried and measured slower under two threads.)
 fn for_chunks<T: Float>(
     shape: &ConvShape,
     b: &Blocks,
@@ -327,23 +328,21 @@ fn for_chunks<T: Float>(
     mut f: impl FnMut((usize, usize, usize), &mut [T], &mut [T]),
 ) {
     let chunk = shape.chunk();
-    with_scratch(b.unrolled_rows() * chunk * b.small_len, |cols: &mut [T]| {
-        with_scratch(b.small_g * chunk * b.small_len, |rows: &mut [T]| {
-            let mut first = images.start;
-            while first < images.end {
-                let m = chunk.min(images.end - first);
-                for g in 0..shape.groups {
-                    let width = m * b.small_len;
-                    f(
-                        (first, m, g),
-                        &mut cols[..b.unrolled_rows() * width],
-                        &mut rows[..b.small_g * width],
-                    );
-                }
-                first += m;
-            }
-        })
-    })
+    let mut cols = vec![T::zero(); b.unrolled_rows() * chunk * b.small_len];
+    let mut rows = vec![T::zero(); b.small_g * chunk * b.small_len];
+    let mut first = images.start;
+    while first < images.end {
+        let m = chunk.min(images.end - first);
+        for g in 0..shape.groups {
+            let width = m * b.small_len;
+            f(
+                (first, m, g),
+                &mut cols[..b.unrolled_rows() * width],
+                &mut rows[..b.small_g * width],
+            );
+        }
+        first += m;
+    }
 }
 
 /// Conv forward. `big: [n, c_big, big..]`, `w: [c_small, c_big/g, k..]` → `[n, c_small, small..]`.
