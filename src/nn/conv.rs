@@ -44,6 +44,21 @@ fn layer_kernel(
     Ok(kernel)
 }
 
+/// A weight `[a, b, k..]` and a bias `[c_out]` with PyTorch's default initialisation, whose
+/// `fan_in` is always the weight's second axis times the kernel: `b · Πk` (so `c_in/g` for a
+/// conv, `c_out/g` for a transposed conv).
+fn init_weight_and_bias<T: Float>(
+    (a, b): (usize, usize),
+    kernel: Vec<usize>,
+    c_out: usize,
+    rng: &mut impl Rng,
+) -> (Parameter<T>, Option<Parameter<T>>) {
+    let bound = default_bound(b * kernel.iter().product::<usize>());
+    let shape: Vec<usize> = [a, b].into_iter().chain(kernel).collect();
+    let weight = Parameter::new(uniform(&shape, bound, rng));
+    (weight, Some(Parameter::new(uniform(&[c_out], bound, rng))))
+}
+
 /// A convolution layer of any rank (PyTorch's `nn.Conv{1,2,3}d`): `weight [c_out, c_in/g, k..]`,
 /// `bias [c_out]`, initialised as PyTorch does (uniform, bound `1/√(c_in/g · Πk)`).
 pub struct Conv<T: Float> {
@@ -69,14 +84,8 @@ impl<T: Float> Conv<T> {
         rng: &mut impl Rng,
     ) -> Result<Self> {
         let kernel = layer_kernel("Conv", rank, c_in, c_out, options.groups, kernel.into())?;
-        let fan_in = c_in / options.groups * kernel.iter().product::<usize>();
-        let bound = default_bound(fan_in);
-        let shape: Vec<usize> = [c_out, c_in / options.groups].into_iter().chain(kernel).collect();
-        Ok(Conv {
-            weight: Parameter::new(uniform(&shape, bound, rng)),
-            bias: Some(Parameter::new(uniform(&[c_out], bound, rng))),
-            options,
-        })
+        let (weight, bias) = init_weight_and_bias((c_out, c_in / options.groups), kernel, c_out, rng);
+        Ok(Conv { weight, bias, options })
     }
 
     /// Drops the bias (PyTorch's `bias=False`).
@@ -112,14 +121,8 @@ impl<T: Float> ConvTranspose<T> {
         rng: &mut impl Rng,
     ) -> Result<Self> {
         let kernel = layer_kernel("ConvTranspose", rank, c_in, c_out, options.groups, kernel.into())?;
-        let fan_in = c_out / options.groups * kernel.iter().product::<usize>();
-        let bound = default_bound(fan_in);
-        let shape: Vec<usize> = [c_in, c_out / options.groups].into_iter().chain(kernel).collect();
-        Ok(ConvTranspose {
-            weight: Parameter::new(uniform(&shape, bound, rng)),
-            bias: Some(Parameter::new(uniform(&[c_out], bound, rng))),
-            options,
-        })
+        let (weight, bias) = init_weight_and_bias((c_in, c_out / options.groups), kernel, c_out, rng);
+        Ok(ConvTranspose { weight, bias, options })
     }
 
     /// Drops the bias (PyTorch's `bias=False`).
