@@ -1,8 +1,10 @@
 //! One training step (forward, MSE, backward, Adam) of the small conv autoencoder of the
 //! performance issue, and of the main example's model, batch 64, 28×28, f32.
 
-use adjoint::nn::{Conv2d, ConvTranspose2d, Module, Relu, Sequential, Sigmoid};
-use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions};
+#[path = "common/workloads.rs"]
+mod workloads;
+
+use adjoint::nn::{Module, Sequential};
 use adjoint::optim::{Adam, Optimizer};
 use adjoint::train::conv_autoencoder;
 use adjoint::{Tape, mse_loss};
@@ -23,17 +25,7 @@ fn step(model: &mut Sequential<f32>, adam: &mut Adam<f32>, batch: &ArrayD<f32>) 
 
 fn training_step(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(0);
-    let down = || ConvOptions::new().stride(2).padding(1);
-    let up = || ConvTransposeOptions::new().stride(2).padding(1).output_padding(1);
-    let mut small = Sequential::<f32>::new()
-        .add(Conv2d::new(1, 16, 3, down(), &mut rng).unwrap())
-        .add(Relu)
-        .add(Conv2d::new(16, 32, 3, down(), &mut rng).unwrap())
-        .add(Relu)
-        .add(ConvTranspose2d::new(32, 16, 3, up(), &mut rng).unwrap())
-        .add(Relu)
-        .add(ConvTranspose2d::new(16, 1, 3, up(), &mut rng).unwrap())
-        .add(Sigmoid);
+    let mut small = workloads::small_autoencoder(&mut rng).unwrap();
     let mut example = conv_autoencoder::<f32>(64, &mut rng).unwrap();
     let batch = ArrayD::from_shape_fn(vec![64, 1, 28, 28], |i| {
         ((i[2] * 31 + i[3] * 17 + i[0]) % 11) as f32 / 10.0

@@ -13,8 +13,7 @@ use std::time::Instant;
 #[path = "../benches/common/workloads.rs"]
 mod workloads;
 
-use adjoint::nn::{Conv2d, ConvTranspose2d, Module, Relu, Sequential, Sigmoid};
-use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions};
+use adjoint::nn::Module;
 use adjoint::optim::{Adam, Optimizer};
 use adjoint::{Tape, mse_loss};
 use ndarray::ArrayD;
@@ -65,17 +64,7 @@ fn main() -> Result<(), adjoint::Error> {
     }
 
     // E2E: one Adam step of Conv(1→16,s2)·ReLU·Conv(16→32,s2)·ReLU·ConvT(32→16,s2,op1)·ReLU·ConvT(16→1,s2,op1)·Sigmoid.
-    let down = || ConvOptions::new().stride(2).padding(1);
-    let up = || ConvTransposeOptions::new().stride(2).padding(1).output_padding(1);
-    let mut model = Sequential::<f32>::new()
-        .add(Conv2d::new(1, 16, 3, down(), &mut rng)?)
-        .add(Relu)
-        .add(Conv2d::new(16, 32, 3, down(), &mut rng)?)
-        .add(Relu)
-        .add(ConvTranspose2d::new(32, 16, 3, up(), &mut rng)?)
-        .add(Relu)
-        .add(ConvTranspose2d::new(16, 1, 3, up(), &mut rng)?)
-        .add(Sigmoid);
+    let mut model = workloads::small_autoencoder(&mut rng)?;
     let mut adam = Adam::new(1e-3);
     let batch = random(&[64, 1, 28, 28], &mut rng).mapv(|v| v.abs());
     let step = median_seconds(2.0, || {

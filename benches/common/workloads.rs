@@ -1,8 +1,11 @@
-//! The six conv-family workloads of the performance issue, shared by `benches/conv.rs` and
-//! `examples/bench_table.rs` so both time exactly the same thing.
+//! The workloads of the performance issue — W1–W6 and the E2E model — shared by `benches/`
+//! and `examples/bench_table.rs` so both time exactly the same thing.
 
-use adjoint::Tape;
+#![allow(dead_code)] // each bench or example that includes this file uses part of it
+
+use adjoint::nn::{Conv2d, ConvTranspose2d, Relu, Sequential, Sigmoid};
 use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions, conv_transpose2d, conv2d};
+use adjoint::{Result, Tape};
 use ndarray::ArrayD;
 
 /// One conv or transposed conv, 2-D, f32.
@@ -110,4 +113,20 @@ impl Workload {
             tape.backward_with(y, seed).unwrap();
         }
     }
+}
+
+/// The E2E workload's model: Conv(1→16,s2)·ReLU·Conv(16→32,s2)·ReLU·ConvT(32→16,s2,op1)·ReLU·
+/// ConvT(16→1,s2,op1)·Sigmoid, all 3×3 with padding 1.
+pub fn small_autoencoder(rng: &mut impl rand::Rng) -> Result<Sequential<f32>> {
+    let down = || ConvOptions::new().stride(2).padding(1);
+    let up = || ConvTransposeOptions::new().stride(2).padding(1).output_padding(1);
+    Ok(Sequential::new()
+        .add(Conv2d::new(1, 16, 3, down(), rng)?)
+        .add(Relu)
+        .add(Conv2d::new(16, 32, 3, down(), rng)?)
+        .add(Relu)
+        .add(ConvTranspose2d::new(32, 16, 3, up(), rng)?)
+        .add(Relu)
+        .add(ConvTranspose2d::new(16, 1, 3, up(), rng)?)
+        .add(Sigmoid))
 }
