@@ -1,12 +1,12 @@
 //! Matrix product, 2-D and batched. Its gradients are matrix products with a transpose:
 //! `grad_a = grad_y · bᵀ`, `grad_b = aᵀ · grad_y`.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayView2, Ix2, IxDyn};
 
 use crate::error::{Error, Result, bad_shape};
 use crate::float::Float;
 use crate::ops::broadcast_shape;
+use crate::ops::gemm::gemm;
 use crate::ops::unravel;
 use crate::tape::{Op, Var};
 
@@ -66,13 +66,7 @@ fn matmul_array<T: Float>(a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>> {
         let idx = unravel(i, &batch);
         let ai: ArrayView2<'_, T> = slice_batch(&a, &idx);
         let bi: ArrayView2<'_, T> = slice_batch(&b, &idx);
-        general_mat_mul(
-            T::one(),
-            &ai,
-            &bi,
-            T::zero(),
-            &mut y3.index_axis_mut(ndarray::Axis(0), i),
-        );
+        gemm(ai, bi, false, y3.index_axis_mut(ndarray::Axis(0), i));
     }
     Ok(y)
 }

@@ -6,6 +6,7 @@
 
 pub mod conv;
 pub mod elementwise;
+mod gemm;
 pub mod loss;
 pub mod matmul;
 pub mod reduce;
