@@ -662,6 +662,11 @@ fn gradgrad_unary() {
         check2(|_, v| v[0].tanh(), &x);
         check2(|_, v| v[0].sigmoid(), &x);
         check2(|_, v| v[0].relu()?.mul(v[0]), &[away(&mut r, s)]);
+        check2(|_, v| v[0].leaky_relu(0.1)?.mul(v[0]), &[away(&mut r, s)]);
+        // The upstream gradient of the activation depends on x too: both inputs of the fused
+        // backward op (`g ⊙ slope`) are then differentiated.
+        check2(|_, v| v[0].tanh()?.mul(v[0].exp()?), &x);
+        check2(|_, v| v[0].sigmoid()?.mul(v[0]), &x);
         let p = [positive(&mut r, s)];
         check2(|_, v| v[0].log(), &p);
         check2(|_, v| v[0].sqrt(), &p);

@@ -3,7 +3,7 @@
 
 #![allow(clippy::should_implement_trait)] // `add`, `mul`, ... return `Result`, so they cannot be `std::ops`.
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, Zip};
 
 use crate::error::Result;
 use crate::float::Float;
@@ -45,11 +45,21 @@ impl<'t, T: Float> Var<'t, T> {
     fn binary(self, other: Var<'t, T>, op: Binary, name: &'static str) -> Result<Var<'t, T>> {
         let (a, b) = (self.value(), other.value());
         broadcast_shape(name, a.shape(), b.shape())?;
-        let y = match op {
-            Binary::Add => &*a + &*b,
-            Binary::Sub => &*a - &*b,
-            Binary::Mul => &*a * &*b,
-            Binary::Div => &*a / &*b,
+        let y = if a.shape() == b.shape() {
+            // The common case (same shapes): one flat pass.
+            match op {
+                Binary::Add => zip_map(&a, &b, |a, b| a + b),
+                Binary::Sub => zip_map(&a, &b, |a, b| a - b),
+                Binary::Mul => zip_map(&a, &b, |a, b| a * b),
+                Binary::Div => zip_map(&a, &b, |a, b| a / b),
+            }
+        } else {
+            match op {
+                Binary::Add => &*a + &*b,
+                Binary::Sub => &*a - &*b,
+                Binary::Mul => &*a * &*b,
+                Binary::Div => &*a / &*b,
+            }
         };
         Ok(self.tape().record(y, &[self, other], op))
     }
@@ -137,14 +147,85 @@ impl Unary {
             Unary::Log => g.div(x),
             Unary::Sqrt => g.div(y)?.mul_scalar(0.5),
             Unary::Powf(p) => g.mul(x.powf(p - 1.0)?)?.mul_scalar(p),
-            // The slope is piecewise constant: a mask, which has no gradient of its own.
-            Unary::Relu => g.mul(slope_mask(x, 0.0)),
-            Unary::LeakyRelu(a) => g.mul(slope_mask(x, a)),
-            // σ' = σ(1 − σ)
-            Unary::Sigmoid => g.mul(y.mul(y.neg()?.add_scalar(1.0)?)?),
-            // tanh' = 1 − tanh²
-            Unary::Tanh => g.mul(y.mul(y)?.neg()?.add_scalar(1.0)?),
+            Unary::Relu => g.times_slope(Slope::Piecewise(0.0), x),
+            Unary::LeakyRelu(a) => g.times_slope(Slope::Piecewise(a), x),
+            Unary::Sigmoid => g.times_slope(Slope::Sigmoid, y),
+            Unary::Tanh => g.times_slope(Slope::Tanh, y),
         }
+    }
+}
+
+/// `f(a, b)` elementwise for two arrays of one shape, in one flat pass when both are contiguous.
+fn zip_map<T: Float>(a: &ArrayD<T>, b: &ArrayD<T>, f: impl Fn(T, T) -> T) -> ArrayD<T> {
+    match (a.as_slice(), b.as_slice()) {
+        (Some(xs), Some(ys)) => {
+            let out = xs.iter().zip(ys).map(|(&x, &y)| f(x, y)).collect();
+            ArrayD::from_shape_vec(a.raw_dim(), out).expect("same length as `a`")
+        }
+        _ => Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)),
+    }
+}
+
+/// An activation's slope, as a function of what its backward keeps: the input `x` for the
+/// piecewise-linear ones, the output `y` for sigmoid and tanh.
+#[derive(Clone, Copy, Debug)]
+enum Slope {
+    /// 1 for `x > 0`, the given slope otherwise (ReLU: 0).
+    Piecewise(f64),
+    /// σ' = σ(1 − σ), from `y = σ`.
+    Sigmoid,
+    /// tanh' = 1 − tanh², from `y = tanh`.
+    Tanh,
+}
+
+impl Slope {
+    fn at<T: Float>(self, v: T) -> T {
+        match self {
+            Slope::Piecewise(a) => {
+                if v > T::zero() {
+                    T::one()
+                } else {
+                    T::of(a)
+                }
+            }
+            Slope::Sigmoid => v * (T::one() - v),
+            Slope::Tanh => T::one() - v * v,
+        }
+    }
+}
+
+/// `g ⊙ slope(v)`, the backward of an activation as one op: one pass and one array per
+/// activation in a training step, where composing `mul`, `neg`, `add_scalar` made four. Its
+/// own gradient (for second order) is written with ordinary ops.
+#[derive(Clone, Copy, Debug)]
+struct TimesSlope(Slope);
+
+impl<T: Float> Op<T> for TimesSlope {
+    fn name(&self) -> String {
+        format!("times_slope({:?})", self.0).to_lowercase()
+    }
+
+    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, gg: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
+        let (g, v) = (inputs[0], inputs[1]);
+        // Linear in `g`, so its gradient there is the same op; in `v`, the slope's derivative.
+        let grad_g = g.requires_grad().then(|| gg.times_slope(self.0, v)).transpose()?;
+        let grad_v = match self.0 {
+            _ if !v.requires_grad() => None,
+            // Piecewise constant: no gradient of its own.
+            Slope::Piecewise(_) => None,
+            // d/dv [v(1 − v)] = 1 − 2v
+            Slope::Sigmoid => Some(gg.mul(g)?.mul(v.mul_scalar(-2.0)?.add_scalar(1.0)?)?),
+            // d/dv [1 − v²] = −2v
+            Slope::Tanh => Some(gg.mul(g)?.mul(v)?.mul_scalar(-2.0)?),
+        };
+        Ok(vec![grad_g, grad_v])
+    }
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    fn times_slope(self, slope: Slope, v: Var<'t, T>) -> Result<Var<'t, T>> {
+        let y = zip_map(&self.value(), &v.value(), |g, v| g * slope.at(v));
+        Ok(self.tape().record(y, &[self, v], TimesSlope(slope)))
     }
 }
 
@@ -156,12 +237,6 @@ pub(crate) fn sigmoid<T: Float>(x: T) -> T {
         let e = x.exp();
         e / (T::one() + e)
     }
-}
-
-/// 1 where `x > 0`, `negative_slope` elsewhere, as a constant.
-fn slope_mask<'t, T: Float>(x: Var<'t, T>, negative_slope: f64) -> Var<'t, T> {
-    let low = T::of(negative_slope);
-    x.constant(x.value().mapv(|v| if v > T::zero() { T::one() } else { low }))
 }
 
 impl<T: Float> Op<T> for Unary {

@@ -72,14 +72,19 @@ fn reduction_axes(op: &'static str, axes: &[usize], ndim: usize) -> Result<Vec<u
 }
 
 fn sum_axes_array<T: Float>(x: &ArrayD<T>, axes: &[usize], keepdims: bool) -> ArrayD<T> {
-    let mut y = x.clone();
+    // Innermost axis first: each step reads the previous (smaller) result, never a copy of `x`.
+    let mut y: Option<ArrayD<T>> = None;
     for &a in axes.iter().rev() {
-        y = y.sum_axis(Axis(a));
+        let mut next = match &y {
+            Some(y) => y.sum_axis(Axis(a)),
+            None => x.sum_axis(Axis(a)),
+        };
         if keepdims {
-            y.insert_axis_inplace(Axis(a));
+            next.insert_axis_inplace(Axis(a));
         }
+        y = Some(next);
     }
-    y
+    y.unwrap_or_else(|| x.clone())
 }
 
 impl<'t, T: Float> Var<'t, T> {

@@ -36,7 +36,7 @@ use kernels::ConvShape;
 
 use crate::error::{Result, bad_shape};
 use crate::float::Float;
-use crate::tape::Var;
+use crate::tape::{Op, Var};
 
 /// `"conv2d(s=[2, 2], p=[(1, 1), (1, 1)], d=[1, 1], g=1)"`, for printing the tape.
 fn describe(op: &str, shape: &ConvShape) -> String {
@@ -117,7 +117,38 @@ fn check_bias<T: Float>(op: &'static str, b: Option<Var<'_, T>>, c_out: usize) -
 /// `y + b` with `b: [c]` broadcast over `y: [n, c, spatial..]`.
 fn add_bias<'t, T: Float>(y: Var<'t, T>, b: Option<Var<'t, T>>) -> Result<Var<'t, T>> {
     let Some(b) = b else { return Ok(y) };
-    let mut shape = vec![1; y.ndim()];
-    shape[1] = b.shape()[0];
-    y.add(b.reshape(&shape)?)
+    let (yv, bv) = (y.value(), b.value());
+    let shape = yv.shape();
+    let plane: usize = shape[2..].iter().product();
+    let channels = shape[1];
+    // One pass over contiguous planes, where broadcasting `add` walked `y` as a strided view
+    // (measured ~10% of a small autoencoder's training step).
+    let mut out = Vec::with_capacity(yv.len());
+    let standard = yv.as_standard_layout();
+    for (i, chunk) in standard.as_slice().expect("standard layout").chunks(plane.max(1)).enumerate() {
+        let bias = bv[i % channels];
+        out.extend(chunk.iter().map(|&v| v + bias));
+    }
+    let out = ndarray::ArrayD::from_shape_vec(yv.raw_dim(), out).expect("same size as y");
+    Ok(y.tape().record(out, &[y, b], ChannelBias))
+}
+
+/// The bias add of conv layers: `y[n, c, ..] + b[c]`.
+struct ChannelBias;
+
+impl<T: Float> Op<T> for ChannelBias {
+    fn name(&self) -> String {
+        "channel_bias".into()
+    }
+
+    /// The sum is linear: `y` passes the gradient through, `b` sums it over all but the channel
+    /// axis.
+    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, g: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
+        let (y, b) = (inputs[0], inputs[1]);
+        let others: Vec<usize> = (0..g.ndim()).filter(|&a| a != 1).collect();
+        Ok(vec![
+            y.requires_grad().then_some(g),
+            b.requires_grad().then(|| g.sum_axes(&others, false)).transpose()?,
+        ])
+    }
 }
