@@ -11,6 +11,11 @@ use ndarray::{ArrayD, Dimension};
 
 use workloads::WORKLOADS;
 
+// As in examples/bench_table.rs: glibc's malloc returns freed activations to the system between
+// steps and faults them back in, which would be measured here instead of adjoint.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn conv_family(c: &mut Criterion) {
     for workload in &WORKLOADS {
         let x = ArrayD::from_shape_fn(workload.x.to_vec(), |i| {
