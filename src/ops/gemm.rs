@@ -12,9 +12,18 @@ use crate::float::Float;
 ///
 /// The caller guarantees `a: [m, k]`, `b: [k, n]`, `c: [m, n]`; sizes come from shapes already
 /// checked, so a mismatch is a bug in adjoint, not a user error.
-pub(crate) fn gemm<T: Float>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, accumulate: bool, mut c: ArrayViewMut2<'_, T>) {
+pub(crate) fn gemm<T: Float>(
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    accumulate: bool,
+    mut c: ArrayViewMut2<'_, T>,
+) {
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
-    assert!(k == k2 && c.dim() == (m, n), "gemm sizes: [{m}, {k}]·[{k2}, {n}] into {:?}", c.dim());
+    assert!(
+        k == k2 && c.dim() == (m, n),
+        "gemm sizes: [{m}, {k}]·[{k2}, {n}] into {:?}",
+        c.dim()
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -74,7 +83,11 @@ mod tests {
     }
 
     fn filled(rows: usize, cols: usize, seed: f64, column_major: bool) -> Array2<f64> {
-        let mut x = if column_major { Array2::zeros((rows, cols).f()) } else { Array2::zeros((rows, cols)) };
+        let mut x = if column_major {
+            Array2::zeros((rows, cols).f())
+        } else {
+            Array2::zeros((rows, cols))
+        };
         for ((i, j), v) in x.indexed_iter_mut() {
             *v = ((i * 7 + j * 13) as f64 * seed).sin();
         }

@@ -125,7 +125,12 @@ fn add_bias<'t, T: Float>(y: Var<'t, T>, b: Option<Var<'t, T>>) -> Result<Var<'t
     // (measured ~10% of a small autoencoder's training step).
     let mut out = Vec::with_capacity(yv.len());
     let standard = yv.as_standard_layout();
-    for (i, chunk) in standard.as_slice().expect("standard layout").chunks(plane.max(1)).enumerate() {
+    for (i, chunk) in standard
+        .as_slice()
+        .expect("standard layout")
+        .chunks(plane.max(1))
+        .enumerate()
+    {
         let bias = bv[i % channels];
         out.extend(chunk.iter().map(|&v| v + bias));
     }
