@@ -319,8 +319,15 @@ fn split_batch<T: Send, R: Send>(
     let mid = batch / 2;
     let (first, second) = out.split_at_mut(mid * per_image);
     if flops >= PARALLEL_FLOPS {
-        let (a, b) = rayon::join(|| f(0..mid, first), || f(mid..batch, second));
-        vec![a, b]
+        // The calling thread takes the first half itself and one pool thread the second.
+        // (`rayon::join` from a thread outside the pool would ship both halves to the pool and
+        // wait: one more hand-off per call, measured ~10% of a training step.)
+        let mut b = None;
+        let a = rayon::in_place_scope(|scope| {
+            scope.spawn(|_| b = Some(f(mid..batch, second)));
+            f(0..mid, first)
+        });
+        vec![a, b.expect("the scope waits for its spawned half")]
     } else {
         vec![f(0..mid, first), f(mid..batch, second)]
     }
