@@ -6,6 +6,8 @@
 #[path = "common/workloads.rs"]
 mod workloads;
 
+use std::rc::Rc;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::{ArrayD, Dimension};
 
@@ -18,12 +20,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn conv_family(c: &mut Criterion) {
     for workload in &WORKLOADS {
-        let x = ArrayD::from_shape_fn(workload.x.to_vec(), |i| {
+        let x = Rc::new(ArrayD::from_shape_fn(workload.x.to_vec(), |i| {
             (i.slice().iter().sum::<usize>() % 7) as f32 * 0.1
-        });
-        let w = ArrayD::from_shape_fn(workload.w.to_vec(), |i| {
+        }));
+        let w = Rc::new(ArrayD::from_shape_fn(workload.w.to_vec(), |i| {
             (i.slice().iter().sum::<usize>() % 5) as f32 * 0.1
-        });
+        }));
         let mut group = c.benchmark_group(workload.name);
         group.sample_size(20);
         group.throughput(Throughput::Elements(workload.forward_flops()));

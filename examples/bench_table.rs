@@ -8,6 +8,7 @@
 //! FLOPs: conv forward `2·N·C_out·Πout·(C_in/g)·Πk`, transposed conv forward
 //! `2·N·C_in·Πin·(C_out/g)·Πk`; forward + backward (gradients for input and weight) is 3× forward.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 #[path = "../benches/common/workloads.rs"]
@@ -53,8 +54,8 @@ fn main() -> Result<(), adjoint::Error> {
     println!("| workload | fwd ms | fwd GFLOP/s | fwd+bwd ms | fwd+bwd GFLOP/s |");
     println!("|---|---|---|---|---|");
     for w in &WORKLOADS {
-        let x = random(&w.x, &mut rng);
-        let weight = random(&w.w, &mut rng);
+        let x = Rc::new(random(&w.x, &mut rng));
+        let weight = Rc::new(random(&w.w, &mut rng));
         let flops = w.forward_flops() as f64;
         let fwd = median_seconds(1.0, || w.run(&x, &weight, false));
         let both = median_seconds(1.0, || w.run(&x, &weight, true));

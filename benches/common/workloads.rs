@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each bench or example that includes this file uses part of it
 
+use std::rc::Rc;
+
 use adjoint::nn::{Conv2d, ConvTranspose2d, Relu, Sequential, Sigmoid};
 use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions, conv_transpose2d, conv2d};
 use adjoint::{Result, Tape};
@@ -90,9 +92,10 @@ impl Workload {
     }
 
     /// One forward (and, with `backward`, gradients for input and weight) on a fresh tape.
-    pub fn run(&self, x: &ArrayD<f32>, w: &ArrayD<f32>, backward: bool) {
+    /// `x` and `w` are shared with the tape, not copied, as PyTorch reuses its leaf tensors.
+    pub fn run(&self, x: &Rc<ArrayD<f32>>, w: &Rc<ArrayD<f32>>, backward: bool) {
         let tape = Tape::new();
-        let (x, w) = (tape.param(x.clone()), tape.param(w.clone()));
+        let (x, w) = (tape.param_shared(Rc::clone(x)), tape.param_shared(Rc::clone(w)));
         let y = if self.transposed {
             let opts = ConvTransposeOptions::new()
                 .stride(self.stride)
@@ -109,6 +112,7 @@ impl Workload {
         }
         .unwrap();
         if backward {
+            // As PyTorch's `y.backward(torch.ones_like(y))`, made inside the timed call.
             let seed = ArrayD::from_elem(y.shape(), 1.0);
             tape.backward_with(y, seed).unwrap();
         }
