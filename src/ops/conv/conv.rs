@@ -49,12 +49,17 @@ impl<T: Float> Op<T> for Conv {
 pub(crate) fn conv_with<'t, T: Float>(x: Var<'t, T>, w: Var<'t, T>, shape: ConvShape) -> Result<Var<'t, T>> {
     let (xv, wv) = (x.value(), w.value());
     let y = kernels::gather(&shape, contiguous(&xv), contiguous(&wv));
+    Ok(record_conv(x, w, y, shape))
+}
+
+/// Records `y` (the gather of `x` with `w`) as the conv node.
+pub(super) fn record_conv<'t, T: Float>(x: Var<'t, T>, w: Var<'t, T>, y: Vec<T>, shape: ConvShape) -> Var<'t, T> {
     let dims: Vec<usize> = [shape.batch, shape.c_small]
         .into_iter()
         .chain(shape.small.iter().copied())
         .collect();
     let y = ArrayD::from_shape_vec(IxDyn(&dims), y).expect("gather fills the whole output");
-    Ok(x.tape().record(y, &[x, w], Conv { shape }))
+    x.tape().record(y, &[x, w], Conv { shape })
 }
 
 pub(super) fn contiguous<T: Float>(a: &ArrayD<T>) -> &[T] {

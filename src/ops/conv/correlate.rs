@@ -4,7 +4,7 @@
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::conv::{contiguous, conv_with};
+use super::conv::{contiguous, conv_with, record_conv};
 use super::conv_transpose::conv_transpose_with;
 use super::describe;
 use super::kernels::{self, ConvShape};
@@ -42,10 +42,31 @@ impl<T: Float> Op<T> for Correlate {
 pub(crate) fn correlate<'t, T: Float>(big: Var<'t, T>, small: Var<'t, T>, shape: ConvShape) -> Result<Var<'t, T>> {
     let (bv, sv) = (big.value(), small.value());
     let w = kernels::correlate(&shape, contiguous(&bv), contiguous(&sv));
+    Ok(record_correlate(big, small, w, shape))
+}
+
+/// The transposed conv's backward: [`conv_with`]`(big, w)` and [`correlate`]`(big, small)`,
+/// recorded as exactly those two nodes, but computed from one unroll of `big` (the upstream
+/// gradient), which both would otherwise unroll alike.
+pub(crate) fn conv_and_correlate<'t, T: Float>(
+    big: Var<'t, T>,
+    w: Var<'t, T>,
+    small: Var<'t, T>,
+    shape: ConvShape,
+) -> (Var<'t, T>, Var<'t, T>) {
+    let (bv, wv, sv) = (big.value(), w.value(), small.value());
+    let (y, grad_w) = kernels::gather_and_correlate(&shape, contiguous(&bv), contiguous(&wv), contiguous(&sv));
+    (
+        record_conv(big, w, y, shape.clone()),
+        record_correlate(big, small, grad_w, shape),
+    )
+}
+
+fn record_correlate<'t, T: Float>(big: Var<'t, T>, small: Var<'t, T>, w: Vec<T>, shape: ConvShape) -> Var<'t, T> {
     let dims: Vec<usize> = [shape.c_small, shape.c_big / shape.groups]
         .into_iter()
         .chain(shape.axes.iter().map(|a| a.kernel))
         .collect();
     let w = ArrayD::from_shape_vec(IxDyn(&dims), w).expect("correlate fills the whole weight");
-    Ok(big.tape().record(w, &[big, small], Correlate { shape }))
+    big.tape().record(w, &[big, small], Correlate { shape })
 }

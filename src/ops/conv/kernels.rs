@@ -574,6 +574,13 @@ pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> 
         });
         w_t
     });
+    weight_from_parts(shape, &b, parts)
+}
+
+/// Sums the per-half weight gradients in a fixed order and lays each group's block out
+/// row-major, `[c_small/g, c_big/g·taps]`.
+fn weight_from_parts<T: Float>(shape: &ConvShape, b: &Blocks, parts: Vec<Vec<T>>) -> Vec<T> {
+    let len = shape.c_small * b.unrolled_rows();
     let mut parts = parts.into_iter();
     let mut w_t = parts.next().unwrap_or_else(|| vec![T::zero(); len]);
     for part in parts {
@@ -588,16 +595,82 @@ pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> 
     w
 }
 
+/// [`gather`]`(big, w)` and [`correlate`]`(big, small)` from one unroll of `big`: the
+/// transposed conv's backward needs both, on the same `big` (its upstream gradient). Same
+/// halves, chunks and order of sums as the two kernels run apart, so the same bits.
+pub(crate) fn gather_and_correlate<T: Float>(shape: &ConvShape, big: &[T], w: &[T], small: &[T]) -> (Vec<T>, Vec<T>) {
+    let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
+    let per_image = shape.c_small * b.small_len;
+    let len = shape.c_small * b.unrolled_rows();
+    let mut gathered = vec![T::zero(); shape.batch * per_image];
+    let parts = split_batch(&mut gathered, per_image, shape.flops(), |images, out| {
+        let start = images.start;
+        let mut w_t = vec![T::zero(); len];
+        for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
+            let width = m * b.small_len;
+            b.unroll_images(&map, big, (first, m, g), cols);
+            let cols_m = matrix(cols, b.unrolled_rows(), width);
+            let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
+            gemm(w_g, cols_m, false, matrix_mut(rows, b.small_g, width));
+            b.rows_to_small(rows, (m, g), &mut out[(first - start) * per_image..]);
+            // `rows` is free again: now the small side, for the correlation.
+            b.small_to_rows(small, (first, m, g), rows);
+            let grad_g = ArrayViewMut2::from_shape((b.small_g, b.unrolled_rows()).f(), &mut w_t[b.weight(g)])
+                .expect("sizes come from ConvShape");
+            gemm(matrix(rows, b.small_g, width), cols_m.t(), true, grad_g);
+        });
+        w_t
+    });
+    (gathered, weight_from_parts(shape, &b, parts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{ConvShape, IndexMap};
     use crate::ops::conv::geometry::AxisGeometry;
 
-    /// Distinct, exactly representable values, so any misplaced or missed cell shows.
+    /// Distinct values whose sums round, so a changed order of additions would show.
     fn values(n: usize, salt: usize) -> Vec<f64> {
         (0..n)
-            .map(|i| ((i * 7919 + salt * 104_729) % 1000) as f64 - 500.0)
+            .map(|i| (((i * 7919 + salt * 104_729) % 1000) as f64 - 500.0) * 0.0137)
             .collect()
+    }
+
+    /// The shared unroll changes nothing: bit for bit what the two kernels give apart, with
+    /// groups, odd batches, and shapes large enough to split the batch over two threads.
+    #[test]
+    fn gather_and_correlate_equal_the_two_kernels() {
+        use super::{correlate, gather, gather_and_correlate};
+        // (batch, c_big, c_small, groups, big spatial, kernel, stride, padding)
+        for &(batch, c_big, c_small, groups, side, k, s, p) in &[
+            (1, 2, 3, 1, 5, 3, 1, 1),
+            (3, 4, 6, 2, 9, 3, 2, 1),
+            (5, 3, 2, 1, 20, 4, 2, 1),
+            (8, 16, 16, 1, 24, 3, 1, 1),
+            (7, 6, 9, 3, 17, 2, 3, 0),
+        ] {
+            let axes = vec![AxisGeometry::new(k, s, p, 1); 2];
+            let o = axes[0].conv_output_size(side).expect("valid case");
+            let shape = ConvShape {
+                batch,
+                c_big,
+                c_small,
+                groups,
+                big: vec![side, side],
+                small: vec![o, o],
+                axes,
+            };
+            let big = values(batch * c_big * side * side, 1);
+            let small = values(batch * c_small * o * o, 2);
+            let w = values(c_small * (c_big / groups) * k * k, 3);
+            let (gathered, correlated) = gather_and_correlate(&shape, &big, &w, &small);
+            assert_eq!(gathered, gather(&shape, &big, &w), "gather, batch {batch} side {side}");
+            assert_eq!(
+                correlated,
+                correlate(&shape, &big, &small),
+                "correlate, batch {batch} side {side}"
+            );
+        }
     }
 
     /// The cell-table path (narrow rows) and the segment path (wide rows) must unroll and fold
