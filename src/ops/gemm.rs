@@ -1,9 +1,13 @@
-//! The one matrix product every kernel calls, a safe face on the [`gemm`] crate.
+//! The one matrix product every kernel calls, a safe face on the `gemm` crates.
 //!
-//! `gemm` picks its micro-kernel at run time (AVX-512 where the CPU has it, AVX2/FMA or SSE
-//! otherwise), and runs on the calling thread only: the conv kernels parallelise over images
-//! themselves, so results never depend on how the product was split between threads.
+//! The `gemm-f32` and `gemm-f64` kernels pick their micro-kernel at run time (AVX-512 where the
+//! CPU has it, AVX2/FMA or SSE otherwise), and run on the calling thread only: the conv kernels
+//! parallelise over images themselves, so results never depend on how the product was split
+//! between threads.
 
+use std::any::TypeId;
+
+use gemm_common::Parallelism;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::float::Float;
@@ -35,31 +39,60 @@ pub(crate) fn gemm<T: Float>(
     }
     let (sa, sb, sc) = (a.strides(), b.strides(), c.strides());
     let (sc0, sc1) = (sc[0], sc[1]);
-    // SAFETY: each pointer is the first element of a live view, and `gemm` reads or writes only
-    // the `[rows, cols]` cells those strides reach within it; `c` is a unique borrow, so it
-    // cannot overlap `a` or `b`. T is f32 or f64 (the `Float` impls), both supported by `gemm`.
+    // `gemm`'s generic front would also compile its complex and half-precision kernels (about
+    // half of a cold build's GEMM time); only these two are ever called.
+    let (c_ptr, a_ptr, b_ptr) = (c.as_mut_ptr(), a.as_ptr(), b.as_ptr());
+    // SAFETY: each pointer is the first element of a live view, and the kernel reads or writes
+    // only the `[rows, cols]` cells those strides reach within it; `c` is a unique borrow, so it
+    // cannot overlap `a` or `b`. The casts are between `T` and the type it was just found to be.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            sc1,
-            sc0,
-            accumulate,
-            a.as_ptr(),
-            sa[1],
-            sa[0],
-            b.as_ptr(),
-            sb[1],
-            sb[0],
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            gemm_f32::gemm::f32::get_gemm_fn()(
+                m,
+                n,
+                k,
+                c_ptr.cast(),
+                sc1,
+                sc0,
+                accumulate,
+                a_ptr.cast(),
+                sa[1],
+                sa[0],
+                b_ptr.cast(),
+                sb[1],
+                sb[0],
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+            gemm_f64::gemm::f64::get_gemm_fn()(
+                m,
+                n,
+                k,
+                c_ptr.cast(),
+                sc1,
+                sc0,
+                accumulate,
+                a_ptr.cast(),
+                sa[1],
+                sa[0],
+                b_ptr.cast(),
+                sb[1],
+                sb[0],
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        } else {
+            unreachable!("Float is sealed: f32 and f64 only");
+        }
     }
 }
 
