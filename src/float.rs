@@ -9,11 +9,9 @@ use ndarray::{LinalgScalar, ScalarOperand};
 /// A floating-point element type the tape can differentiate.
 ///
 /// Implemented for `f32` (fast training) and `f64` (finite-difference checks). Everything in
-/// adjoint is generic over it, so the same model code runs in either precision. Sealed: the
-/// kernels call a matrix product compiled for exactly these two types.
+/// adjoint is generic over it, so the same model code runs in either precision.
 pub trait Float:
-    sealed::Sealed
-    + num_traits::Float
+    num_traits::Float
     + LinalgScalar
     + ScalarOperand
     + Debug
@@ -55,10 +53,4 @@ impl Float for f64 {
     fn to_f64(self) -> f64 {
         self
     }
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
 }

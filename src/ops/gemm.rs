@@ -1,9 +1,9 @@
 //! The one matrix product every kernel calls, a safe face on the `gemm` crates.
 //!
-//! The `gemm-f32` and `gemm-f64` kernels pick their micro-kernel at run time (AVX-512 where the
-//! CPU has it, AVX2/FMA or SSE otherwise), and run on the calling thread only: the conv kernels
-//! parallelise over images themselves, so results never depend on how the product was split
-//! between threads.
+//! For `f32` the `gemm-f32` crate picks its micro-kernel at run time (AVX-512 where the CPU has
+//! it, AVX2/FMA or SSE otherwise). Either way the product runs on the calling thread only: the
+//! conv kernels parallelise over images themselves, so results never depend on how the product
+//! was split between threads.
 
 use std::any::TypeId;
 
@@ -37,62 +37,40 @@ pub(crate) fn gemm<T: Float>(
         }
         return;
     }
-    let (sa, sb, sc) = (a.strides(), b.strides(), c.strides());
-    let (sc0, sc1) = (sc[0], sc[1]);
-    // `gemm`'s generic front would also compile its complex and half-precision kernels (about
-    // half of a cold build's GEMM time); only these two are ever called.
-    let (c_ptr, a_ptr, b_ptr) = (c.as_mut_ptr(), a.as_ptr(), b.as_ptr());
-    // SAFETY: each pointer is the first element of a live view, and the kernel reads or writes
-    // only the `[rows, cols]` cells those strides reach within it; `c` is a unique borrow, so it
-    // cannot overlap `a` or `b`. The casts are between `T` and the type it was just found to be.
+    if TypeId::of::<T>() != TypeId::of::<f32>() {
+        // f64 serves the gradient checks, on small shapes: ndarray's own product is fast enough
+        // there, and a second AVX-512 GEMM would add a quarter to a cold build's GEMM time.
+        let beta = if accumulate { T::one() } else { T::zero() };
+        ndarray::linalg::general_mat_mul(T::one(), &a, &b, beta, &mut c);
+        return;
+    }
+    let (sa, sb) = (a.strides(), b.strides());
+    let (sc0, sc1) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: T is f32 (checked above), so the casts are to its own type. Each pointer is the
+    // first element of a live view, and the kernel reads or writes only the `[rows, cols]` cells
+    // those strides reach within it; `c` is a unique borrow, so it cannot overlap `a` or `b`.
     unsafe {
-        if TypeId::of::<T>() == TypeId::of::<f32>() {
-            gemm_f32::gemm::f32::get_gemm_fn()(
-                m,
-                n,
-                k,
-                c_ptr.cast(),
-                sc1,
-                sc0,
-                accumulate,
-                a_ptr.cast(),
-                sa[1],
-                sa[0],
-                b_ptr.cast(),
-                sb[1],
-                sb[0],
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-            gemm_f64::gemm::f64::get_gemm_fn()(
-                m,
-                n,
-                k,
-                c_ptr.cast(),
-                sc1,
-                sc0,
-                accumulate,
-                a_ptr.cast(),
-                sa[1],
-                sa[0],
-                b_ptr.cast(),
-                sb[1],
-                sb[0],
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        } else {
-            unreachable!("Float is sealed: f32 and f64 only");
-        }
+        gemm_f32::gemm::f32::get_gemm_fn()(
+            m,
+            n,
+            k,
+            c.as_mut_ptr().cast(),
+            sc1,
+            sc0,
+            accumulate,
+            a.as_ptr().cast(),
+            sa[1],
+            sa[0],
+            b.as_ptr().cast(),
+            sb[1],
+            sb[0],
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
     }
 }
 
@@ -101,60 +79,88 @@ mod tests {
     use ndarray::{Array2, ShapeBuilder};
 
     use super::gemm;
+    use crate::Float;
 
-    fn assert_close(got: &Array2<f64>, expected: &Array2<f64>) {
+    /// Worst difference from the reference, relative to the largest reference entry.
+    fn assert_close<T: Float>(got: &Array2<T>, expected: &Array2<f64>, tolerance: f64) {
         assert_eq!(got.dim(), expected.dim());
-        let worst = got.iter().zip(expected).map(|(g, e)| (g - e).abs()).fold(0.0, f64::max);
-        assert!(worst < 1e-12, "off by {worst}");
+        let scale = expected.iter().fold(1.0, |m: f64, e| m.max(e.abs()));
+        let worst = got
+            .iter()
+            .zip(expected)
+            .map(|(g, e)| (Float::to_f64(*g) - e).abs())
+            .fold(0.0, f64::max);
+        assert!(worst <= tolerance * scale, "{}: off by {worst}", T::NAME);
     }
 
-    /// The triple loop, the independent reference.
-    fn naive(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
+    /// The triple loop in f64, the independent reference.
+    fn naive<T: Float>(a: &Array2<T>, b: &Array2<T>) -> Array2<f64> {
         let (m, k) = a.dim();
         let n = b.ncols();
-        Array2::from_shape_fn((m, n), |(i, j)| (0..k).map(|t| a[[i, t]] * b[[t, j]]).sum())
+        Array2::from_shape_fn((m, n), |(i, j)| {
+            (0..k)
+                .map(|t| Float::to_f64(a[[i, t]]) * Float::to_f64(b[[t, j]]))
+                .sum()
+        })
     }
 
-    fn filled(rows: usize, cols: usize, seed: f64, column_major: bool) -> Array2<f64> {
+    fn filled<T: Float>(rows: usize, cols: usize, seed: f64, column_major: bool) -> Array2<T> {
         let mut x = if column_major {
             Array2::zeros((rows, cols).f())
         } else {
             Array2::zeros((rows, cols))
         };
         for ((i, j), v) in x.indexed_iter_mut() {
-            *v = ((i * 7 + j * 13) as f64 * seed).sin();
+            *v = T::of(((i * 7 + j * 13) as f64 * seed).sin());
         }
         x
     }
 
-    #[test]
-    fn every_layout_matches_the_triple_loop() {
-        for (m, k, n) in [(1, 1, 1), (3, 5, 2), (17, 9, 33), (64, 70, 5), (2, 0, 3)] {
+    fn every_layout<T: Float>(tolerance: f64) {
+        // Sizes below, at and past the micro-kernels' tiles, and an empty inner dimension.
+        for (m, k, n) in [(1, 1, 1), (3, 5, 2), (17, 9, 33), (64, 70, 5), (2, 0, 3), (50, 300, 70)] {
             for layout in 0..8 {
-                let a = filled(m, k, 0.3, layout & 1 != 0);
-                let b = filled(k, n, 0.7, layout & 2 != 0);
+                let a = filled::<T>(m, k, 0.3, layout & 1 != 0);
+                let b = filled::<T>(k, n, 0.7, layout & 2 != 0);
                 let expected = naive(&a, &b);
-                let mut c = filled(m, n, 1.1, layout & 4 != 0);
-                let before = c.clone();
+                // `c` starts as NaN: overwriting must not read it.
+                let mut c = if layout & 4 != 0 {
+                    Array2::from_elem((m, n).f(), T::nan())
+                } else {
+                    Array2::from_elem((m, n), T::nan())
+                };
                 gemm(a.view(), b.view(), false, c.view_mut());
-                assert_close(&c, &expected);
+                assert_close(&c, &expected, tolerance);
+                let before = filled::<T>(m, n, 1.1, layout & 4 != 0);
                 let mut c = before.clone();
                 gemm(a.view(), b.view(), true, c.view_mut());
-                assert_close(&c, &(&before + &expected));
+                assert_close(&c, &(before.mapv(|v| Float::to_f64(v)) + &expected), tolerance);
             }
         }
     }
 
     #[test]
-    fn transposed_and_reversed_views() {
-        let a = filled(6, 4, 0.5, false);
-        let b = filled(6, 5, 0.9, false);
+    fn every_layout_matches_the_triple_loop() {
+        every_layout::<f32>(1e-5);
+        every_layout::<f64>(1e-12);
+    }
+
+    fn transposed_and_reversed<T: Float>(tolerance: f64) {
+        let a = filled::<T>(6, 4, 0.5, false);
+        let b = filled::<T>(6, 5, 0.9, false);
+        let expected = naive(&a.t().to_owned(), &b);
         let mut c = Array2::zeros((4, 5));
         gemm(a.t(), b.view(), false, c.view_mut());
-        assert_close(&c, &naive(&a.t().to_owned(), &b));
+        assert_close(&c, &expected, tolerance);
         let flipped = a.slice(ndarray::s![..;-1, ..]);
         let mut c = Array2::zeros((4, 5));
         gemm(flipped.t(), b.slice(ndarray::s![..;-1, ..]), false, c.view_mut());
-        assert_close(&c, &naive(&a.t().to_owned(), &b));
+        assert_close(&c, &expected, tolerance);
+    }
+
+    #[test]
+    fn transposed_and_reversed_views() {
+        transposed_and_reversed::<f32>(1e-5);
+        transposed_and_reversed::<f64>(1e-12);
     }
 }
