@@ -5,7 +5,7 @@ use adjoint::Tape;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::{ArrayD, arr1};
 
-// As in examples/bench_table.rs: glibc's malloc returns freed activations to the system between
+// As in benches/table.rs: glibc's malloc returns freed activations to the system between
 // steps and faults them back in, which would be measured here instead of adjoint.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

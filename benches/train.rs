@@ -13,7 +13,7 @@ use ndarray::ArrayD;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-// As in examples/bench_table.rs: glibc's malloc returns freed activations to the system between
+// As in benches/table.rs: glibc's malloc returns freed activations to the system between
 // steps and faults them back in, which would be measured here instead of adjoint.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,4 +1,4 @@
-"""PyTorch's figures for the table `cargo run --release --example bench_table` prints.
+"""PyTorch's figures for the table `cargo bench --bench table` prints.
 
 Run by hand right after the Rust table, on the same machine, to compare in one sitting
 (the machines are noisy: compare ratios, not absolute numbers across runs):

@@ -1,5 +1,5 @@
 //! The workloads of the performance issue — W1–W6 and the E2E model — shared by `benches/`
-//! and `examples/bench_table.rs` so both time exactly the same thing.
+//! and `benches/table.rs` so both time exactly the same thing.
 
 #![allow(dead_code)] // each bench or example that includes this file uses part of it
 

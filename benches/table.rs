@@ -2,7 +2,7 @@
 //! so machines can be compared: median milliseconds per call and GFLOP/s, f32.
 //!
 //! ```text
-//! cargo run --release --example bench_table
+//! cargo bench --bench table
 //! ```
 //!
 //! FLOPs: conv forward `2·N·C_out·Πout·(C_in/g)·Πk`, transposed conv forward
@@ -11,7 +11,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-#[path = "../benches/common/workloads.rs"]
+#[path = "common/workloads.rs"]
 mod workloads;
 
 use adjoint::nn::Module;
