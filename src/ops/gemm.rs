@@ -8,7 +8,7 @@
 use std::any::TypeId;
 
 use gemm_common::Parallelism;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 use crate::float::Float;
 
@@ -44,6 +44,27 @@ pub(crate) fn gemm<T: Float>(
         ndarray::linalg::general_mat_mul(T::one(), &a, &b, beta, &mut c);
         return;
     }
+    // The micro-kernels write a column-major destination fastest, and take non-negative strides
+    // (what the `gemm` crate's generic front arranges too): a row-major `c` is computed as
+    // `cᵀ = bᵀ · aᵀ`, and reversed axes are walked forwards.
+    let (mut a, mut b, mut c) = if c.strides()[1].abs() < c.strides()[0].abs() {
+        (b.reversed_axes(), a.reversed_axes(), c.reversed_axes())
+    } else {
+        (a, b, c)
+    };
+    if c.strides()[0] < 0 {
+        c.invert_axis(Axis(0));
+        a.invert_axis(Axis(0));
+    }
+    if c.strides()[1] < 0 {
+        c.invert_axis(Axis(1));
+        b.invert_axis(Axis(1));
+    }
+    if a.strides()[1] < 0 {
+        a.invert_axis(Axis(1));
+        b.invert_axis(Axis(0));
+    }
+    let (m, n, k) = (a.nrows(), b.ncols(), a.ncols());
     let (sa, sb) = (a.strides(), b.strides());
     let (sc0, sc1) = (c.strides()[0], c.strides()[1]);
     // SAFETY: T is f32 (checked above), so the casts are to its own type. Each pointer is the
@@ -156,6 +177,16 @@ mod tests {
         let mut c = Array2::zeros((4, 5));
         gemm(flipped.t(), b.slice(ndarray::s![..;-1, ..]), false, c.view_mut());
         assert_close(&c, &expected, tolerance);
+        // A destination walked backwards along both axes, row-major and column-major.
+        for column_major in [false, true] {
+            let mut c = filled::<T>(4, 5, 0.2, column_major);
+            let before = c.clone();
+            gemm(a.t(), b.view(), true, c.slice_mut(ndarray::s![..;-1, ..;-1]));
+            let mut want = expected.clone();
+            want.invert_axis(ndarray::Axis(0));
+            want.invert_axis(ndarray::Axis(1));
+            assert_close(&c, &(before.mapv(|v| Float::to_f64(v)) + want), tolerance);
+        }
     }
 
     #[test]
