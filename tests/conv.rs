@@ -284,3 +284,74 @@ fn batches_split_into_chunks_match_single_images() {
         assert_close(&grad_w, &grads[w], "weight gradient summed over the batch");
     }
 }
+
+/// The f32 path (the one training uses) multiplies with a different matrix product than the
+/// f64 path the tests above check (`gemm-f32`'s kernels, not ndarray's): run every case, and a
+/// few shapes large enough for multi-image products, two threads and full micro-kernel tiles,
+/// in both precisions, and compare outputs and all gradients. The f64 side is the checked one;
+/// f32 must agree to its rounding.
+#[test]
+fn f32_kernels_match_the_checked_f64_ones() {
+    let large = |batch, c_in, c_out, groups, i: usize, k: usize, s: usize, p: usize| {
+        let geometry = adjoint::ops::conv::AxisGeometry::new(k, s, p, 1);
+        let axis = common::Axis {
+            i,
+            geometry,
+            output_padding: 0,
+        };
+        Case {
+            batch,
+            c_in,
+            c_out,
+            groups,
+            axes: vec![axis, axis],
+        }
+    };
+    let mut all = all_cases();
+    all.extend([
+        large(8, 16, 16, 1, 56, 3, 1, 1),
+        large(6, 32, 16, 1, 28, 4, 2, 1),
+        large(16, 12, 24, 3, 15, 3, 2, 1),
+    ]);
+    let mut rng = StdRng::seed_from_u64(17);
+    for case in all {
+        let (x, w) = (random(&case.x_shape(), &mut rng), random(&case.w_shape(), &mut rng));
+        let x_t = random(&case.y_shape(), &mut rng);
+        let (u, u_t) = (random(&case.y_shape(), &mut rng), random(&case.x_shape(), &mut rng));
+        let f64_run = run_pair::<f64>(&case, [&x, &w, &x_t, &u, &u_t]);
+        let f32_run = run_pair::<f32>(&case, [&x, &w, &x_t, &u, &u_t]);
+        for (what, (single, double)) in f32_run.iter().zip(&f64_run).enumerate() {
+            let scale = double.iter().fold(1.0, |m: f64, v| m.max(v.abs()));
+            let worst = single
+                .iter()
+                .zip(double)
+                .map(|(s, d)| (s - d).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                worst <= 1e-5 * scale,
+                "{case:?} result {what}: off by {worst} (scale {scale})"
+            );
+        }
+    }
+}
+
+/// Conv output, its input and weight gradients, then the same for the transposed conv, in
+/// precision `T` (inputs rounded to it), returned widened to f64.
+fn run_pair<T: adjoint::Float>(case: &Case, [x, w, x_t, u, u_t]: [&ArrayD<f64>; 5]) -> Vec<ArrayD<f64>> {
+    let cast = |a: &ArrayD<f64>| a.mapv(T::of);
+    let widen = |a: &ArrayD<T>| a.mapv(|v| v.to_f64());
+    let tape = Tape::<T>::new();
+    let (xv, wv, x_tv) = (tape.param(cast(x)), tape.param(cast(w)), tape.param(cast(x_t)));
+    let y = conv(xv, wv, None, &case.conv_options()).unwrap();
+    let g = tape.backward_with(y, cast(u)).unwrap();
+    let y_t = conv_transpose(x_tv, wv, None, &case.adjoint_options()).unwrap();
+    let g_t = tape.backward_with(y_t, cast(u_t)).unwrap();
+    vec![
+        widen(&y.value()),
+        widen(&g[xv]),
+        widen(&g[wv]),
+        widen(&y_t.value()),
+        widen(&g_t[x_tv]),
+        widen(&g_t[wv]),
+    ]
+}
