@@ -312,6 +312,8 @@ fn f32_kernels_match_the_checked_f64_ones() {
         large(8, 16, 16, 1, 56, 3, 1, 1),
         large(6, 32, 16, 1, 28, 4, 2, 1),
         large(16, 12, 24, 3, 15, 3, 2, 1),
+        // The autoencoder example's bottleneck: a 7×7 kernel on a 7×7 input, a dense layer.
+        large(64, 32, 64, 1, 7, 7, 1, 0),
     ]);
     let mut rng = StdRng::seed_from_u64(17);
     for case in all {
@@ -354,4 +356,69 @@ fn run_pair<T: adjoint::Float>(case: &Case, [x, w, x_t, u, u_t]: [&ArrayD<f64>; 
         widen(&g_t[x_tv]),
         widen(&g_t[wv]),
     ]
+}
+
+/// A conv whose kernel covers its whole unpadded input has one output position: it is a dense
+/// layer, `y = X·Wᵀ` per group with each image flattened, and its transpose is `Z·W`. The fast
+/// path multiplies the arrays in place there (no unroll, no col2im); check it against those
+/// products written out, in 2-D with groups, at a size that splits the batch over threads, and
+/// by finite differences.
+#[test]
+fn a_conv_whose_kernel_covers_its_input_is_a_dense_layer() {
+    let mut rng = StdRng::seed_from_u64(19);
+    // (batch, c_in, c_out, groups, side)
+    for (n, c_in, c_out, groups, side) in [(5, 4, 6, 2, 3), (64, 32, 64, 1, 7)] {
+        let (ci, co, taps) = (c_in / groups, c_out / groups, side * side);
+        let x = random(&[n, c_in, side, side], &mut rng);
+        let w = random(&[c_out, ci, side, side], &mut rng);
+        let z = random(&[n, c_out, 1, 1], &mut rng);
+        let tape = Tape::<f64>::new();
+        let wv = tape.constant(w.clone());
+        let y = conv2d(tape.constant(x.clone()), wv, None, &ConvOptions::new().groups(groups))
+            .unwrap()
+            .value();
+        let t = conv_transpose2d(
+            tape.constant(z.clone()),
+            wv,
+            None,
+            &ConvTransposeOptions::new().groups(groups),
+        )
+        .unwrap()
+        .value();
+        assert_eq!(
+            (y.shape(), t.shape()),
+            (&[n, c_out, 1, 1][..], &[n, c_in, side, side][..])
+        );
+        let x2 = x.to_shape((n, c_in * taps)).unwrap();
+        let w2 = w.to_shape((c_out, ci * taps)).unwrap();
+        let z2 = z.to_shape((n, c_out)).unwrap();
+        for g in 0..groups {
+            let x_g = x2.slice(ndarray::s![.., g * ci * taps..(g + 1) * ci * taps]);
+            let w_g = w2.slice(ndarray::s![g * co..(g + 1) * co, ..]);
+            let z_g = z2.slice(ndarray::s![.., g * co..(g + 1) * co]);
+            let y_g = y
+                .slice(ndarray::s![.., g * co..(g + 1) * co, 0, 0])
+                .to_owned()
+                .into_dyn();
+            assert_close(&x_g.dot(&w_g.t()).into_dyn(), &y_g, "conv as X·Wᵀ");
+            let t_g = t.slice(ndarray::s![.., g * ci..(g + 1) * ci, .., ..]).to_owned();
+            let t_g = t_g.to_shape((n, ci * taps)).unwrap().to_owned().into_dyn();
+            assert_close(&z_g.dot(&w_g).into_dyn(), &t_g, "transposed conv as Z·W");
+        }
+    }
+    let case = Case {
+        batch: 2,
+        c_in: 4,
+        c_out: 2,
+        groups: 2,
+        axes: vec![
+            common::Axis {
+                i: 3,
+                geometry: adjoint::ops::conv::AxisGeometry::new(3, 1, 0, 1),
+                output_padding: 0,
+            };
+            2
+        ],
+    };
+    check_gradients(&case, 23);
 }

@@ -14,6 +14,10 @@
 //! Each runs per image and group as a matrix product with the unrolled big side
 //! (`cols: [c_big/g · taps, positions]`, "im2col"): gather is `w · cols`, scatter is
 //! `wᵀ · small` folded back by "col2im", correlate is `small · colsᵀ`.
+//!
+//! A kernel that covers its whole unpadded input has one position: the conv is a dense layer
+//! (an autoencoder's bottleneck, a classifier's head), `cols` is the big side itself, and the
+//! products read and write the arrays in place instead.
 
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
@@ -75,6 +79,9 @@ struct IndexMap {
     cells: Option<Vec<u32>>,
     /// Per tap of the last axis, its run of valid positions.
     runs: Vec<Run>,
+    /// One position, and the kernel covers the whole unpadded input tap by tap: the conv is a
+    /// dense layer, and the unrolled big side is the big side itself (see [`Blocks::unrolled`]).
+    identity: bool,
     stride: usize,
     width: usize,
     taps: usize,
@@ -132,6 +139,7 @@ impl IndexMap {
         let mut map = IndexMap {
             segments,
             cells: None,
+            identity: false,
             runs,
             stride: last_axis.stride,
             width: o_last,
@@ -139,7 +147,11 @@ impl IndexMap {
             big_len: shape.big_len(),
         };
         if map.width < NARROW_ROWS && u32::try_from(map.big_len).is_ok() {
-            map.cells = Some(map.cell_table());
+            let cells = map.cell_table();
+            map.identity = map.small_len() == 1
+                && map.taps == map.big_len
+                && cells.iter().enumerate().all(|(t, &cell)| cell as usize == t);
+            map.cells = Some(cells);
         }
         map
     }
@@ -149,6 +161,7 @@ impl IndexMap {
     fn without_cells(shape: &ConvShape) -> Self {
         IndexMap {
             cells: None,
+            identity: false,
             ..IndexMap::new(shape)
         }
     }
@@ -389,10 +402,25 @@ impl Blocks {
         self.big_g * self.taps
     }
 
-    /// im2col of images `first..first + m`, group `g`, side by side: `cols: [big_g·taps, m·L]`.
-    fn unroll_images<T: Float>(&self, map: &IndexMap, big: &[T], (first, m, g): (usize, usize, usize), cols: &mut [T]) {
+    /// im2col of images `first..first + m`, group `g`, side by side: `[big_g·taps, m·L]`,
+    /// written into `cols`; or, for a dense layer ([`IndexMap::identity`]), a view of `big`
+    /// itself, each image's group a column, with no copy.
+    fn unrolled<'a, T: Float>(
+        &self,
+        map: &IndexMap,
+        big: &'a [T],
+        (first, m, g): (usize, usize, usize),
+        cols: &'a mut [T],
+    ) -> ArrayView2<'a, T> {
+        if map.identity {
+            let per_image = self.groups * self.big_g * self.big_len;
+            let (at, end) = (self.big(first, g).start, self.big(first + m - 1, g).end);
+            return ArrayView2::from_shape((self.unrolled_rows(), m).strides((1, per_image)), &big[at..end])
+                .expect("sizes come from ConvShape");
+        }
         let images: Vec<&[T]> = (first..first + m).map(|n| &big[self.big(n, g)]).collect();
         map.unroll(&images, cols);
+        matrix(cols, self.unrolled_rows(), m * self.small_len)
     }
 
     /// The small side of images `first..first + m`, group `g`, as `rows: [small_g, m·L]`, the
@@ -510,10 +538,9 @@ pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> 
         let start = images.start;
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
             let width = m * b.small_len;
-            b.unroll_images(&map, big, (first, m, g), cols);
+            let cols_m = b.unrolled(&map, big, (first, m, g), cols);
             let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
-            let y = matrix_mut(rows, b.small_g, width);
-            gemm(w_g, matrix(cols, b.unrolled_rows(), width), false, y);
+            gemm(w_g, cols_m, false, matrix_mut(rows, b.small_g, width));
             b.rows_to_small(rows, (m, g), &mut out[(first - start) * per_image..]);
         });
     });
@@ -537,8 +564,16 @@ pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<
             let width = m * b.small_len;
             b.small_to_rows(small, (first, m, g), rows);
             let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
-            let cols_m = matrix_mut(cols, b.unrolled_rows(), width);
-            gemm(w_g.t(), matrix(rows, b.small_g, width), false, cols_m);
+            let small_m = matrix(rows, b.small_g, width);
+            if map.identity {
+                // col2im would copy each value to its own cell: the product writes there itself.
+                let (at, end) = (b.big(first - start, g).start, b.big(first - start + m - 1, g).end);
+                let y = ArrayViewMut2::from_shape((b.unrolled_rows(), m).strides((1, per_image)), &mut out[at..end])
+                    .expect("sizes come from ConvShape");
+                gemm(w_g.t(), small_m, false, y);
+                return;
+            }
+            gemm(w_g.t(), small_m, false, matrix_mut(cols, b.unrolled_rows(), width));
             // Group `g` of each image of the chunk, disjoint slices of `out`.
             let per_group = b.big_g * b.big_len;
             let mut images: Vec<&mut [T]> = out[(first - start) * per_image..]
@@ -565,11 +600,10 @@ pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> 
         let mut w_t = vec![T::zero(); len];
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
             let width = m * b.small_len;
-            b.unroll_images(&map, big, (first, m, g), cols);
+            let cols_m = b.unrolled(&map, big, (first, m, g), cols);
             b.small_to_rows(small, (first, m, g), rows);
             let w_g = ArrayViewMut2::from_shape((b.small_g, b.unrolled_rows()).f(), &mut w_t[b.weight(g)])
                 .expect("sizes come from ConvShape");
-            let cols_m = matrix(cols, b.unrolled_rows(), width);
             gemm(matrix(rows, b.small_g, width), cols_m.t(), true, w_g);
         });
         w_t
@@ -608,8 +642,7 @@ pub(crate) fn gather_and_correlate<T: Float>(shape: &ConvShape, big: &[T], w: &[
         let mut w_t = vec![T::zero(); len];
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
             let width = m * b.small_len;
-            b.unroll_images(&map, big, (first, m, g), cols);
-            let cols_m = matrix(cols, b.unrolled_rows(), width);
+            let cols_m = b.unrolled(&map, big, (first, m, g), cols);
             let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
             gemm(w_g, cols_m, false, matrix_mut(rows, b.small_g, width));
             b.rows_to_small(rows, (m, g), &mut out[(first - start) * per_image..]);
