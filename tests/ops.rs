@@ -1000,6 +1000,42 @@ fn forward_matmul_naive() {
     }
 }
 
+/// Every subset of axes of a 4-D value, with and without `keepdims`, on a contiguous value
+/// (where neighbouring summed axes are merged into one) and on a transposed one (where they
+/// are not), against a loop over every element.
+#[test]
+fn forward_sum_axes_every_subset_naive() {
+    let mut r = rng(94);
+    let base = uniform(&mut r, &[2, 3, 4, 5], -1.0, 1.0);
+    let transposed = base.clone().permuted_axes(IxDyn(&[3, 1, 0, 2]));
+    for x in [base, transposed] {
+        let shape = x.shape().to_vec();
+        let tape = Tape::<f64>::new();
+        let v = tape.constant(x.clone());
+        for subset in 0..16usize {
+            let axes: Vec<usize> = (0..4).filter(|a| subset & (1 << a) != 0).collect();
+            for keepdims in [false, true] {
+                let got = v.sum_axes(&axes, keepdims).unwrap().value();
+                let kept_shape: Vec<usize> = (0..4).map(|a| if axes.contains(&a) { 1 } else { shape[a] }).collect();
+                let mut want = ArrayD::<f64>::zeros(IxDyn(&kept_shape));
+                for (index, &value) in x.indexed_iter() {
+                    let to: Vec<usize> = (0..4).map(|a| if axes.contains(&a) { 0 } else { index[a] }).collect();
+                    want[IxDyn(&to)] += value;
+                }
+                let want_shape: Vec<usize> = (0..4)
+                    .filter(|a| keepdims || !axes.contains(a))
+                    .map(|a| kept_shape[a])
+                    .collect();
+                let want = want.into_shape_with_order(IxDyn(&want_shape)).unwrap();
+                assert_eq!(got.shape(), want.shape(), "axes {axes:?} keepdims {keepdims}");
+                for (g, w) in got.iter().zip(want.iter()) {
+                    assert_abs_diff_eq!(g, w, epsilon = 1e-12);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn forward_reductions_naive() {
     let mut r = rng(93);

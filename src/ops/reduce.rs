@@ -1,7 +1,7 @@
 //! Sums and means, and the pair that moves gradients across broadcasting:
 //! `sum_to` (whose gradient is `broadcast_to`) and `broadcast_to` (whose gradient is `sum_to`).
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 
 use crate::error::{Error, Result, invalid};
 use crate::float::Float;
@@ -72,19 +72,57 @@ fn reduction_axes(op: &'static str, axes: &[usize], ndim: usize) -> Result<Vec<u
 }
 
 fn sum_axes_array<T: Float>(x: &ArrayD<T>, axes: &[usize], keepdims: bool) -> ArrayD<T> {
-    // Innermost axis first: each step reads the previous (smaller) result, never a copy of `x`.
+    // Neighbouring axes that are all summed, or all kept, are one axis to the sum when `x` is
+    // contiguous: a conv bias's gradient, the sum over `[n, h, w]` of `[n, c, h, w]`, then runs
+    // along lanes of `h·w` values rather than `w` (measured: ~5% of a small autoencoder's
+    // training step went to sums over lanes of 7–28 values).
+    let summed = |a: usize| axes.contains(&a);
+    let mut merged: Vec<(usize, bool)> = Vec::with_capacity(x.ndim());
+    for (a, &len) in x.shape().iter().enumerate() {
+        match merged.last_mut() {
+            Some((run, s)) if *s == summed(a) => *run *= len,
+            _ => merged.push((len, summed(a))),
+        }
+    }
+    if let (Some(flat), true) = (x.as_slice(), merged.len() < x.ndim()) {
+        let shape: Vec<usize> = merged.iter().map(|&(len, _)| len).collect();
+        let view = ArrayViewD::from_shape(shape, flat).expect("same elements, merged axes");
+        let merged_axes: Vec<usize> = (0..merged.len()).filter(|&a| merged[a].1).collect();
+        let out_shape: Vec<usize> = (0..x.ndim())
+            .filter_map(|a| {
+                if summed(a) {
+                    keepdims.then_some(1)
+                } else {
+                    Some(x.shape()[a])
+                }
+            })
+            .collect();
+        return sum_each(view, &merged_axes)
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order(out_shape)
+            .expect("the kept axes' sizes");
+    }
+    let mut y = sum_each(x.view(), axes);
+    if keepdims {
+        for &a in axes {
+            y.insert_axis_inplace(Axis(a));
+        }
+    }
+    y
+}
+
+/// Sums `x` over `axes` (ascending), innermost first: each step reads the previous, smaller
+/// result, never a copy of `x`.
+fn sum_each<T: Float>(x: ArrayViewD<'_, T>, axes: &[usize]) -> ArrayD<T> {
     let mut y: Option<ArrayD<T>> = None;
     for &a in axes.iter().rev() {
-        let mut next = match &y {
+        y = Some(match &y {
             Some(y) => y.sum_axis(Axis(a)),
             None => x.sum_axis(Axis(a)),
-        };
-        if keepdims {
-            next.insert_axis_inplace(Axis(a));
-        }
-        y = Some(next);
+        });
     }
-    y.unwrap_or_else(|| x.clone())
+    y.unwrap_or_else(|| x.to_owned())
 }
 
 impl<'t, T: Float> Var<'t, T> {
