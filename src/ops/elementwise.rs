@@ -155,6 +155,16 @@ impl Unary {
     }
 }
 
+/// `f(a)` elementwise, in one flat pass when `a` is contiguous.
+fn map<T: Float>(a: &ArrayD<T>, f: impl Fn(T) -> T) -> ArrayD<T> {
+    match a.as_slice() {
+        Some(xs) => {
+            ArrayD::from_shape_vec(a.raw_dim(), xs.iter().map(|&x| f(x)).collect()).expect("same length as `a`")
+        }
+        None => a.mapv(f),
+    }
+}
+
 /// `f(a, b)` elementwise for two arrays of one shape, in one flat pass when both are contiguous.
 fn zip_map<T: Float>(a: &ArrayD<T>, b: &ArrayD<T>, f: impl Fn(T, T) -> T) -> ArrayD<T> {
     match (a.as_slice(), b.as_slice()) {
@@ -224,17 +234,25 @@ impl<T: Float> Op<T> for TimesSlope {
 
 impl<'t, T: Float> Var<'t, T> {
     fn times_slope(self, slope: Slope, v: Var<'t, T>) -> Result<Var<'t, T>> {
-        let y = zip_map(&self.value(), &v.value(), |g, v| g * slope.at(v));
+        let (g, v_value) = (self.value(), v.value());
+        // One loop per slope, as in `unary`.
+        let y = match slope {
+            Slope::Piecewise(a) => zip_map(&g, &v_value, |g, v| g * Slope::Piecewise(a).at(v)),
+            Slope::Sigmoid => zip_map(&g, &v_value, |g, v| g * Slope::Sigmoid.at(v)),
+            Slope::Tanh => zip_map(&g, &v_value, |g, v| g * Slope::Tanh.at(v)),
+        };
         Ok(self.tape().record(y, &[self, v], TimesSlope(slope)))
     }
 }
 
 /// The logistic function, stable for large `|x|` (never evaluates `exp` of a large positive).
 pub(crate) fn sigmoid<T: Float>(x: T) -> T {
+    // One `exp` on either side (`e^(-|x|)` is what each branch needs), so a loop that computes
+    // both sides and picks one still calls it once.
+    let e = (-x.abs()).exp();
     if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
+        T::one() / (T::one() + e)
     } else {
-        let e = x.exp();
         e / (T::one() + e)
     }
 }
@@ -257,7 +275,14 @@ impl<T: Float> Op<T> for Unary {
 
 impl<'t, T: Float> Var<'t, T> {
     fn unary(self, op: Unary) -> Result<Var<'t, T>> {
-        let y: ArrayD<T> = self.value().mapv(|x| op.f(x));
+        let x = self.value();
+        // ReLU gets a loop of its own: with the `match` of `Unary::f` inside, the loop stays
+        // one element at a time (measured with its backward, `times_slope`: ~8% of a small
+        // autoencoder's training-step instructions).
+        let y = match op {
+            Unary::Relu => map(&x, |v| Unary::Relu.f(v)),
+            _ => map(&x, |v| op.f(v)),
+        };
         Ok(self.tape().record(y, &[self], op))
     }
 
