@@ -84,32 +84,29 @@ fn sum_axes_array<T: Float>(x: &ArrayD<T>, axes: &[usize], keepdims: bool) -> Ar
             _ => merged.push((len, summed(a))),
         }
     }
-    if let (Some(flat), true) = (x.as_slice(), merged.len() < x.ndim()) {
-        let shape: Vec<usize> = merged.iter().map(|&(len, _)| len).collect();
-        let view = ArrayViewD::from_shape(shape, flat).expect("same elements, merged axes");
-        let merged_axes: Vec<usize> = (0..merged.len()).filter(|&a| merged[a].1).collect();
-        let out_shape: Vec<usize> = (0..x.ndim())
-            .filter_map(|a| {
-                if summed(a) {
-                    keepdims.then_some(1)
-                } else {
-                    Some(x.shape()[a])
-                }
-            })
-            .collect();
-        return sum_each(view, &merged_axes)
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order(out_shape)
-            .expect("the kept axes' sizes");
-    }
-    let mut y = sum_each(x.view(), axes);
-    if keepdims {
-        for &a in axes {
-            y.insert_axis_inplace(Axis(a));
+    let y = match x.as_slice() {
+        Some(flat) if merged.len() < x.ndim() => {
+            let shape: Vec<usize> = merged.iter().map(|&(len, _)| len).collect();
+            let view = ArrayViewD::from_shape(shape, flat).expect("same elements, merged axes");
+            sum_each(view, &(0..merged.len()).filter(|&a| merged[a].1).collect::<Vec<_>>())
         }
-    }
-    y
+        _ => sum_each(x.view(), axes),
+    };
+    let shape: Vec<usize> = (0..x.ndim())
+        .filter_map(|a| {
+            if summed(a) {
+                keepdims.then_some(1)
+            } else {
+                Some(x.shape()[a])
+            }
+        })
+        .collect();
+    let y = if y.is_standard_layout() {
+        y
+    } else {
+        y.as_standard_layout().into_owned()
+    };
+    y.into_shape_with_order(shape).expect("the kept axes' sizes")
 }
 
 /// Sums `x` over `axes` (ascending), innermost first: each step reads the previous, smaller
