@@ -1,4 +1,4 @@
-//! Prints the conv-family benchmark table (W1–W6, and one end-to-end training step) in one run,
+//! Prints the conv-family benchmark table (W1–W6, and a training step of two models) in one run,
 //! so machines can be compared: median milliseconds per call and GFLOP/s, f32.
 //!
 //! ```text
@@ -14,10 +14,8 @@ use std::time::Instant;
 #[path = "common/workloads.rs"]
 mod workloads;
 
-use adjoint::nn::Module;
-use adjoint::optim::{Adam, Optimizer};
+use adjoint::optim::Adam;
 use adjoint::train::conv_autoencoder;
-use adjoint::{Tape, mse_loss};
 use ndarray::ArrayD;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -83,15 +81,7 @@ fn main() -> Result<(), adjoint::Error> {
     ];
     for (name, mut model) in models {
         let mut adam = Adam::new(1e-3);
-        let step = median_seconds(2.0, || {
-            let grads = {
-                let tape = Tape::new();
-                let x = tape.constant(batch.clone());
-                let loss = mse_loss(model.forward(x).unwrap(), x).unwrap();
-                tape.backward(loss).unwrap()
-            };
-            adam.step(&mut model, &grads);
-        });
+        let step = median_seconds(2.0, || workloads::adam_step(&mut model, &mut adam, &batch));
         println!("| {name} | | | {:.2} | {:.0} steps/s |", step * 1e3, 1.0 / step);
     }
     Ok(())

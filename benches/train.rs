@@ -4,29 +4,18 @@
 #[path = "common/workloads.rs"]
 mod workloads;
 
-use adjoint::nn::{Module, Sequential};
-use adjoint::optim::{Adam, Optimizer};
+use adjoint::optim::Adam;
 use adjoint::train::conv_autoencoder;
-use adjoint::{Tape, mse_loss};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::ArrayD;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use workloads::adam_step;
 
 // As in benches/table.rs: glibc's malloc returns freed activations to the system between
 // steps and faults them back in, which would be measured here instead of adjoint.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn step(model: &mut Sequential<f32>, adam: &mut Adam<f32>, batch: &ArrayD<f32>) {
-    let grads = {
-        let tape = Tape::new();
-        let x = tape.constant(batch.clone());
-        let loss = mse_loss(model.forward(x).unwrap(), x).unwrap();
-        tape.backward(loss).unwrap()
-    };
-    adam.step(model, &grads);
-}
 
 fn training_step(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(0);
@@ -38,10 +27,12 @@ fn training_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("training_step");
     group.sample_size(30);
     let mut adam = Adam::new(1e-3);
-    group.bench_function("E2E_conv4_batch64", |b| b.iter(|| step(&mut small, &mut adam, &batch)));
+    group.bench_function("E2E_conv4_batch64", |b| {
+        b.iter(|| adam_step(&mut small, &mut adam, &batch))
+    });
     let mut adam = Adam::new(1e-3);
     group.bench_function("autoencoder_example_batch64", |b| {
-        b.iter(|| step(&mut example, &mut adam, &batch))
+        b.iter(|| adam_step(&mut example, &mut adam, &batch))
     });
     group.finish();
 }

@@ -5,9 +5,10 @@
 
 use std::rc::Rc;
 
-use adjoint::nn::{Conv2d, ConvTranspose2d, Relu, Sequential, Sigmoid};
+use adjoint::nn::{Conv2d, ConvTranspose2d, Module, Relu, Sequential, Sigmoid};
 use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions, conv_transpose2d, conv2d};
-use adjoint::{Result, Tape};
+use adjoint::optim::{Adam, Optimizer};
+use adjoint::{Result, Tape, mse_loss};
 use ndarray::ArrayD;
 
 /// One conv or transposed conv, 2-D, f32.
@@ -133,4 +134,16 @@ pub fn small_autoencoder(rng: &mut impl rand::Rng) -> Result<Sequential<f32>> {
         .add(Relu)
         .add(ConvTranspose2d::new(16, 1, 3, up(), rng)?)
         .add(Sigmoid))
+}
+
+/// One training step of an autoencoder on `batch`: forward, MSE against the input, backward,
+/// Adam.
+pub fn adam_step(model: &mut Sequential<f32>, adam: &mut Adam<f32>, batch: &ArrayD<f32>) {
+    let grads = {
+        let tape = Tape::new();
+        let x = tape.constant(batch.clone());
+        let loss = mse_loss(model.forward(x).unwrap(), x).unwrap();
+        tape.backward(loss).unwrap()
+    };
+    adam.step(model, &grads);
 }
