@@ -99,39 +99,86 @@ fn adjoint_identity_over_the_grid() {
 fn three_views_agree_over_the_grid() {
     let mut rng = StdRng::seed_from_u64(11);
     for case in all_cases() {
-        let tape = Tape::<f64>::new();
-        let w = random(&case.w_shape(), &mut rng);
-        let x = random(&case.x_shape(), &mut rng);
-        let x_t = random(&case.y_shape(), &mut rng);
-        let w_var = tape.constant(w.clone());
+        check_views(&case, &mut rng);
+    }
+}
 
-        let fast_conv = conv(tape.constant(x.clone()), w_var, None, &case.conv_options())
-            .unwrap()
-            .value();
-        let fast_t = conv_transpose(tape.constant(x_t.clone()), w_var, None, &case.transpose_options())
-            .unwrap()
-            .value();
-        let steps = conv_transpose_by_zero_insertion(&x_t, &w, &case.transpose_options()).unwrap();
-        assert_close(&steps.y, &fast_t, &format!("zero insertion vs fast {case:?}"));
+/// The fast conv against `A·x` and the fast transposed conv against `Aᵀ·y` and the
+/// zero-insertion recipe, image by image, with `A` the dense matrix.
+fn check_views(case: &Case, rng: &mut StdRng) {
+    let tape = Tape::<f64>::new();
+    let w = random(&case.w_shape(), rng);
+    let x = random(&case.x_shape(), rng);
+    let x_t = random(&case.y_shape(), rng);
+    let w_var = tape.constant(w.clone());
 
-        let a = conv_matrix(&w, &case.x_shape()[1..], &case.conv_options()).unwrap();
-        let a_t = conv_transpose_matrix(&w, &case.y_shape()[1..], &case.transpose_options()).unwrap();
-        for n in 0..case.batch {
-            let flat = |v: &ArrayD<f64>| Array1::from_iter(v.index_axis(Axis(0), n).iter().copied());
-            assert_close(
-                &a.dot(&flat(&x)).into_dyn(),
-                &flat(&fast_conv).into_dyn(),
-                &format!("A·x vs fast conv {case:?}"),
-            );
-            assert_close(
-                &a_t.dot(&flat(&x_t)).into_dyn(),
-                &flat(&fast_t).into_dyn(),
-                &format!("Aᵀ·y vs fast transposed conv {case:?}"),
-            );
-        }
-        // With the adjoint's output padding the transposed matrix is literally Aᵀ.
-        let exact = conv_transpose_matrix(&w, &case.y_shape()[1..], &case.adjoint_options()).unwrap();
-        assert_eq!(exact, a.t(), "{case:?}");
+    let fast_conv = conv(tape.constant(x.clone()), w_var, None, &case.conv_options())
+        .unwrap()
+        .value();
+    let fast_t = conv_transpose(tape.constant(x_t.clone()), w_var, None, &case.transpose_options())
+        .unwrap()
+        .value();
+    let steps = conv_transpose_by_zero_insertion(&x_t, &w, &case.transpose_options()).unwrap();
+    assert_close(&steps.y, &fast_t, &format!("zero insertion vs fast {case:?}"));
+
+    let a = conv_matrix(&w, &case.x_shape()[1..], &case.conv_options()).unwrap();
+    let a_t = conv_transpose_matrix(&w, &case.y_shape()[1..], &case.transpose_options()).unwrap();
+    for n in 0..case.batch {
+        let flat = |v: &ArrayD<f64>| Array1::from_iter(v.index_axis(Axis(0), n).iter().copied());
+        assert_close(
+            &a.dot(&flat(&x)).into_dyn(),
+            &flat(&fast_conv).into_dyn(),
+            &format!("A·x vs fast conv {case:?}"),
+        );
+        assert_close(
+            &a_t.dot(&flat(&x_t)).into_dyn(),
+            &flat(&fast_t).into_dyn(),
+            &format!("Aᵀ·y vs fast transposed conv {case:?}"),
+        );
+    }
+    // With the adjoint's output padding the transposed matrix is literally Aᵀ.
+    let exact = conv_transpose_matrix(&w, &case.y_shape()[1..], &case.adjoint_options()).unwrap();
+    assert_eq!(exact, a.t(), "{case:?}");
+}
+
+/// The grid's outputs are narrow (the kernels index them through a cell table); rows of 16
+/// outputs or more take the segment path, which on a stride-2, undilated last axis unrolls and
+/// folds two taps at a time. Dense matrix and finite differences on such rows: odd and even
+/// kernels, padding wider than some taps reach, output padding, and dilation (unpaired).
+#[test]
+fn wide_rows_agree_with_the_dense_matrix_and_finite_differences() {
+    let axis = |i, k, s, p, d, output_padding| common::Axis {
+        i,
+        geometry: adjoint::ops::conv::AxisGeometry::new(k, s, p, d),
+        output_padding,
+    };
+    let case = |batch, c_in, c_out, groups, axes| Case {
+        batch,
+        c_in,
+        c_out,
+        groups,
+        axes,
+    };
+    let cases = [
+        case(2, 2, 3, 1, vec![axis(5, 4, 2, 1, 1, 0), axis(34, 4, 2, 1, 1, 0)]),
+        case(1, 2, 2, 2, vec![axis(4, 3, 2, 1, 1, 1), axis(33, 3, 2, 1, 1, 0)]),
+        case(1, 1, 2, 1, vec![axis(40, 6, 2, 4, 1, 1)]),
+        case(2, 3, 1, 1, vec![axis(3, 2, 1, 0, 1, 0), axis(36, 2, 2, 0, 1, 1)]),
+        case(1, 2, 1, 1, vec![axis(41, 3, 2, 1, 2, 0)]),
+        case(
+            1,
+            1,
+            1,
+            1,
+            vec![axis(3, 3, 1, 1, 1, 0), axis(4, 5, 1, 2, 1, 0), axis(38, 5, 2, 2, 1, 1)],
+        ),
+    ];
+    let mut rng = StdRng::seed_from_u64(23);
+    for (n, case) in cases.iter().enumerate() {
+        let wide = case.y_shape().last().copied().unwrap_or(0);
+        assert!(wide >= 16, "{case:?}: output rows of {wide} are not wide");
+        check_views(case, &mut rng);
+        check_gradients(case, 100 + n as u64);
     }
 }
 
