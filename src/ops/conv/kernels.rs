@@ -536,19 +536,52 @@ impl Blocks {
         matrix(cols, self.unrolled_rows(), m * self.small_len)
     }
 
-    /// The small side of images `first..first + m`, group `g`, as `rows: [small_g, m·L]`, the
-    /// images side by side as the matrix products want them.
-    fn small_to_rows<T: Float>(&self, small: &[T], (first, m, g): (usize, usize, usize), rows: &mut [T]) {
+    /// The small side of images `first..first + m`, group `g`, as a matrix `[small_g, m·L]`, the
+    /// images side by side as the matrix products want them: copied into `rows`, or for one image
+    /// its group itself, which is that matrix already (W5's images are one per product, and the
+    /// copies were ~5% of its forward and backward).
+    fn small_rows<'a, T: Float>(
+        &self,
+        small: &'a [T],
+        (first, m, g): (usize, usize, usize),
+        rows: &'a mut [T],
+    ) -> ArrayView2<'a, T> {
         let l = self.small_len;
+        if m == 1 {
+            return matrix(&small[self.small(first, g)], self.small_g, l);
+        }
         for j in 0..m {
             let image = &small[self.small(first + j, g)];
             for o in 0..self.small_g {
                 rows[(o * m + j) * l..][..l].copy_from_slice(&image[o * l..][..l]);
             }
         }
+        matrix(rows, self.small_g, m * l)
     }
 
-    /// The inverse of [`Blocks::small_to_rows`], into images `0..m` of `small`.
+    /// `small[images 0..m, group g] = w_g · cols`: for one image straight into its group, else
+    /// through `rows` (see [`Blocks::small_rows`]).
+    fn product_to_small<T: Float>(
+        &self,
+        (w_g, cols): (ArrayView2<'_, T>, ArrayView2<'_, T>),
+        (m, g): (usize, usize),
+        rows: &mut [T],
+        small: &mut [T],
+    ) {
+        if m == 1 {
+            gemm(
+                w_g,
+                cols,
+                false,
+                matrix_mut(&mut small[self.small(0, g)], self.small_g, self.small_len),
+            );
+            return;
+        }
+        gemm(w_g, cols, false, matrix_mut(rows, self.small_g, m * self.small_len));
+        self.rows_to_small(rows, (m, g), small);
+    }
+
+    /// The inverse of [`Blocks::small_rows`]' copy, into images `0..m` of `small`.
     fn rows_to_small<T: Float>(&self, rows: &[T], (m, g): (usize, usize), small: &mut [T]) {
         let l = self.small_len;
         for j in 0..m {
@@ -650,11 +683,9 @@ pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> 
     split_batch(&mut small, per_image, shape.flops(), |images, out| {
         let start = images.start;
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
-            let width = m * b.small_len;
             let cols_m = b.unrolled(&map, big, (first, m, g), cols);
             let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
-            gemm(w_g, cols_m, false, matrix_mut(rows, b.small_g, width));
-            b.rows_to_small(rows, (m, g), &mut out[(first - start) * per_image..]);
+            b.product_to_small((w_g, cols_m), (m, g), rows, &mut out[(first - start) * per_image..]);
         });
     });
     small
@@ -675,9 +706,8 @@ pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<
         let start = images.start;
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
             let width = m * b.small_len;
-            b.small_to_rows(small, (first, m, g), rows);
+            let small_m = b.small_rows(small, (first, m, g), rows);
             let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
-            let small_m = matrix(rows, b.small_g, width);
             if map.identity {
                 // col2im would copy each value to its own cell: the product writes there itself.
                 let (at, end) = (b.big(first - start, g).start, b.big(first - start + m - 1, g).end);
@@ -712,12 +742,11 @@ pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> 
     let parts = split_batch(&mut images, 1, shape.flops(), |images, _| {
         let mut w_t = vec![T::zero(); len];
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
-            let width = m * b.small_len;
             let cols_m = b.unrolled(&map, big, (first, m, g), cols);
-            b.small_to_rows(small, (first, m, g), rows);
+            let small_m = b.small_rows(small, (first, m, g), rows);
             let w_g = ArrayViewMut2::from_shape((b.small_g, b.unrolled_rows()).f(), &mut w_t[b.weight(g)])
                 .expect("sizes come from ConvShape");
-            gemm(matrix(rows, b.small_g, width), cols_m.t(), true, w_g);
+            gemm(small_m, cols_m.t(), true, w_g);
         });
         w_t
     });
@@ -754,16 +783,14 @@ pub(crate) fn gather_and_correlate<T: Float>(shape: &ConvShape, big: &[T], w: &[
         let start = images.start;
         let mut w_t = vec![T::zero(); len];
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
-            let width = m * b.small_len;
             let cols_m = b.unrolled(&map, big, (first, m, g), cols);
             let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
-            gemm(w_g, cols_m, false, matrix_mut(rows, b.small_g, width));
-            b.rows_to_small(rows, (m, g), &mut out[(first - start) * per_image..]);
+            b.product_to_small((w_g, cols_m), (m, g), rows, &mut out[(first - start) * per_image..]);
             // `rows` is free again: now the small side, for the correlation.
-            b.small_to_rows(small, (first, m, g), rows);
+            let small_m = b.small_rows(small, (first, m, g), rows);
             let grad_g = ArrayViewMut2::from_shape((b.small_g, b.unrolled_rows()).f(), &mut w_t[b.weight(g)])
                 .expect("sizes come from ConvShape");
-            gemm(matrix(rows, b.small_g, width), cols_m.t(), true, grad_g);
+            gemm(small_m, cols_m.t(), true, grad_g);
         });
         w_t
     });
