@@ -23,7 +23,8 @@ use ndarray::{Array2, s};
 
 /// Count how evenly transposed convs and resize-convs cover their output.
 #[derive(Parser, Debug)]
-#[command(about)]
+// Each example names itself: plain `about` would show the examples package's description.
+#[command(about = "Count how often stacked transposed convs write each output pixel (checkerboard artifacts), against resize-conv")]
 struct Args {
     /// Side of the square input of ones that the layers upsample.
     #[arg(long, default_value_t = 16)]
