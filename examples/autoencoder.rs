@@ -26,8 +26,6 @@ use rand::rngs::StdRng;
 
 /// Train a convolutional autoencoder and draw what it learned.
 #[derive(Parser, Debug)]
-// Each example names itself: plain `about` would show the examples package's description.
-#[command(about = "Train a convolutional autoencoder on synthetic shapes or MNIST-format files, and plot its loss and reconstructions")]
 struct Args {
     /// Passes over the training set.
     #[arg(long, default_value_t = 10)]

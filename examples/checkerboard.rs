@@ -23,8 +23,6 @@ use ndarray::{Array2, s};
 
 /// Count how evenly transposed convs and resize-convs cover their output.
 #[derive(Parser, Debug)]
-// Each example names itself: plain `about` would show the examples package's description.
-#[command(about = "Count how often stacked transposed convs write each output pixel (checkerboard artifacts), against resize-conv")]
 struct Args {
     /// Side of the square input of ones that the layers upsample.
     #[arg(long, default_value_t = 16)]

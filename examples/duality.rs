@@ -23,8 +23,6 @@ use std::path::PathBuf;
 
 /// Walk through why the transposed convolution is the gradient of the convolution.
 #[derive(Parser, Debug)]
-// Each example names itself: plain `about` would show the examples package's description.
-#[command(about = "A guided tour of the conv ⇄ transposed-conv duality: the matrix A, its transpose, gradients and sizes")]
 struct Args {
     /// Input length of the conv.
     #[arg(long, default_value_t = 7)]

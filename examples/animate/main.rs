@@ -21,8 +21,6 @@ use clap::Parser;
 
 /// Draw a 2-D convolution and its transpose as animated GIFs, one frame per output cell.
 #[derive(Parser, Debug)]
-// Each example names itself: plain `about` would show the examples package's description.
-#[command(about = "Animate a 2-D convolution and its transpose as GIFs, one frame per output cell")]
 struct Args {
     /// Side of the square, single-channel input of the conv.
     #[arg(long, default_value_t = 5)]
