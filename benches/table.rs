@@ -2,7 +2,8 @@
 //! so machines can be compared: median milliseconds per call and GFLOP/s, f32.
 //!
 //! ```text
-//! cargo bench --bench table
+//! cargo bench --bench table           # everything
+//! cargo bench --bench table -- W6 E2E # only the rows whose names contain one of these
 //! ```
 //!
 //! FLOPs: conv forward `2·N·C_out·Πout·(C_in/g)·Πk`, transposed conv forward
@@ -49,12 +50,19 @@ fn median_seconds(budget: f64, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() -> Result<(), adjoint::Error> {
+    // `cargo bench` passes `--bench`; anything else names rows to run.
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
     let mut rng = StdRng::seed_from_u64(0);
     println!("| workload | fwd ms | fwd GFLOP/s | fwd+bwd ms | fwd+bwd GFLOP/s |");
     println!("|---|---|---|---|---|");
     for w in &WORKLOADS {
+        // Drawn for every row, so a row's inputs do not depend on the filter.
         let x = Rc::new(random(&w.x, &mut rng));
         let weight = Rc::new(random(&w.w, &mut rng));
+        if !wanted(w.name) {
+            continue;
+        }
         let flops = w.forward_flops() as f64;
         let fwd = median_seconds(1.0, || w.run(&x, &weight, false));
         let both = median_seconds(1.0, || w.run(&x, &weight, true));
@@ -80,6 +88,9 @@ fn main() -> Result<(), adjoint::Error> {
         ("autoencoder example's step, batch 64", conv_autoencoder(64, &mut rng)?),
     ];
     for (name, mut model) in models {
+        if !wanted(name) {
+            continue;
+        }
         let mut adam = Adam::new(1e-3);
         let step = median_seconds(2.0, || workloads::adam_step(&mut model, &mut adam, &batch));
         println!("| {name} | | | {:.2} | {:.0} steps/s |", step * 1e3, 1.0 / step);
