@@ -83,8 +83,9 @@ struct IndexMap {
     /// dense layer, and the unrolled big side is the big side itself (see [`Blocks::unrolled`]).
     identity: bool,
     stride: usize,
+    /// The last axis has stride 2 and no dilation: see [`IndexMap::pairs_with_next`].
+    stride_two: bool,
     last_kernel: usize,
-    last_dilation: usize,
     width: usize,
     taps: usize,
     big_len: usize,
@@ -144,8 +145,8 @@ impl IndexMap {
             identity: false,
             runs,
             stride: last_axis.stride,
+            stride_two: last_axis.stride == 2 && last_axis.dilation == 1,
             last_kernel: last_axis.kernel,
-            last_dilation: last_axis.dilation,
             width: o_last,
             taps: shape.taps(),
             big_len: shape.big_len(),
@@ -198,7 +199,7 @@ impl IndexMap {
         for c in 0..channels {
             let mut tap = 0;
             while tap < self.taps {
-                let both = self.cells.is_none() && self.pairs_with_next(tap);
+                let both = self.pairs_with_next(tap);
                 let rows = &mut cols[(c * self.taps + tap) * row_len..][..row_len * if both { 2 } else { 1 }];
                 let (row, next) = rows.split_at_mut(row_len);
                 for (j, (image, out)) in images.iter().zip(row.chunks_exact_mut(l)).enumerate() {
@@ -287,7 +288,7 @@ impl IndexMap {
         for c in 0..channels {
             let mut tap = 0;
             while tap < self.taps {
-                let both = self.cells.is_none() && self.pairs_with_next(tap);
+                let both = self.pairs_with_next(tap);
                 let rows = &cols[(c * self.taps + tap) * row_len..];
                 for (j, image) in images.iter_mut().enumerate() {
                     let plane = &mut image[c * self.big_len..][..self.big_len];
@@ -311,12 +312,12 @@ impl IndexMap {
         }
     }
 
-    /// Whether `tap` and `tap + 1` differ only in the last axis, by one, on a stride-2,
-    /// undilated last axis: they then add into alternate cells of the same rows, and
-    /// [`Self::fold_pair`] folds both at once.
+    /// Whether, on the segment path, `tap` and `tap + 1` differ only in the last axis, by one,
+    /// on a stride-2, undilated last axis: they then add into alternate cells of the same rows,
+    /// and [`Self::fold_pair`] folds both at once.
     fn pairs_with_next(&self, tap: usize) -> bool {
         let last = tap % self.last_kernel;
-        self.stride == 2 && self.last_dilation == 1 && last.is_multiple_of(2) && last + 1 < self.last_kernel
+        self.cells.is_none() && self.stride_two && last.is_multiple_of(2) && last + 1 < self.last_kernel
     }
 
     /// One tap's row of `cols` (one image) added into its plane, segment by segment.
