@@ -141,24 +141,31 @@ fn check_views(case: &Case, rng: &mut StdRng) {
     assert_eq!(exact, a.t(), "{case:?}");
 }
 
+/// An axis of input size `i`: kernel, stride, padding, dilation, output padding.
+fn axis(i: usize, k: usize, s: usize, p: usize, d: usize, output_padding: usize) -> common::Axis {
+    common::Axis {
+        i,
+        geometry: adjoint::ops::conv::AxisGeometry::new(k, s, p, d),
+        output_padding,
+    }
+}
+
+fn case(batch: usize, c_in: usize, c_out: usize, groups: usize, axes: Vec<common::Axis>) -> Case {
+    Case {
+        batch,
+        c_in,
+        c_out,
+        groups,
+        axes,
+    }
+}
+
 /// The grid's outputs are narrow (the kernels index them through a cell table); rows of 16
 /// outputs or more take the segment path, which on a stride-2, undilated last axis unrolls and
 /// folds two taps at a time. Dense matrix and finite differences on such rows: odd and even
 /// kernels, padding wider than some taps reach, output padding, and dilation (unpaired).
 #[test]
 fn wide_rows_agree_with_the_dense_matrix_and_finite_differences() {
-    let axis = |i, k, s, p, d, output_padding| common::Axis {
-        i,
-        geometry: adjoint::ops::conv::AxisGeometry::new(k, s, p, d),
-        output_padding,
-    };
-    let case = |batch, c_in, c_out, groups, axes| Case {
-        batch,
-        c_in,
-        c_out,
-        groups,
-        axes,
-    };
     let cases = [
         case(2, 2, 3, 1, vec![axis(5, 4, 2, 1, 1, 0), axis(34, 4, 2, 1, 1, 0)]),
         case(1, 2, 2, 2, vec![axis(4, 3, 2, 1, 1, 1), axis(33, 3, 2, 1, 1, 0)]),
@@ -179,6 +186,39 @@ fn wide_rows_agree_with_the_dense_matrix_and_finite_differences() {
         assert!(wide >= 16, "{case:?}: output rows of {wide} are not wide");
         check_views(case, &mut rng);
         check_gradients(case, 100 + n as u64);
+    }
+}
+
+/// A stride-1 first axis with products of at least 256 positions and 16 rows takes the
+/// shifted kernels (one product per first-axis tap on a shifted partial unroll). Dense matrix
+/// and finite differences on such convs: dilated and even first-axis kernels, padding beyond
+/// the taps' reach, groups, output padding (dilation allows it at stride 1), and 3-D.
+#[test]
+fn stride_one_first_axes_agree_with_the_dense_matrix_and_finite_differences() {
+    let cases = [
+        case(2, 6, 3, 1, vec![axis(16, 3, 1, 1, 1, 0), axis(16, 3, 1, 1, 1, 0)]),
+        case(1, 8, 2, 1, vec![axis(20, 3, 1, 2, 2, 1), axis(30, 2, 2, 0, 1, 0)]),
+        case(2, 8, 4, 2, vec![axis(17, 4, 1, 1, 1, 0), axis(16, 5, 1, 2, 1, 0)]),
+        case(1, 8, 2, 1, vec![axis(14, 3, 1, 3, 1, 0), axis(16, 2, 1, 0, 1, 0)]),
+        case(
+            1,
+            2,
+            3,
+            1,
+            vec![axis(5, 2, 1, 1, 1, 0), axis(8, 3, 1, 1, 1, 0), axis(8, 3, 1, 1, 1, 0)],
+        ),
+    ];
+    let mut rng = StdRng::seed_from_u64(29);
+    for (n, case) in cases.iter().enumerate() {
+        let positions: usize = case.y_shape()[2..].iter().product();
+        let rows = case.c_in / case.groups * case.axes[1..].iter().map(|a| a.geometry.kernel).product::<usize>();
+        let first = case.axes[0].geometry;
+        assert!(
+            first.stride == 1 && first.kernel > 1 && positions >= 256 && rows >= 16,
+            "{case:?}: not a shifted case"
+        );
+        check_views(case, &mut rng);
+        check_gradients(case, 200 + n as u64);
     }
 }
 

@@ -18,13 +18,19 @@
 //! A kernel that covers its whole unpadded input has one position: the conv is a dense layer
 //! (an autoencoder's bottleneck, a classifier's head), `cols` is the big side itself, and the
 //! products read and write the arrays in place instead.
+//!
+//! A first axis of stride 1 (a "same" 3×3 conv, the bulk of most vision models) needs only part
+//! of the unroll: [`shifts`] unrolls the other axes and slides along the first.
 
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
+use self::shifts::Shifts;
 use super::geometry::AxisGeometry;
 use crate::float::Float;
 use crate::ops::gemm::gemm;
 use crate::ops::unravel;
+
+mod shifts;
 
 /// Sizes of one conv as the kernels need them.
 #[derive(Clone, Debug)]
@@ -678,6 +684,14 @@ fn for_chunks<T: Float>(
 
 /// Conv forward. `big: [n, c_big, big..]`, `w: [c_small, c_big/g, k..]` → `[n, c_small, small..]`.
 pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> {
+    match Shifts::new(shape) {
+        Some(shifts) => shifts.gather(shape, big, w),
+        None => gather_unrolled(shape, big, w),
+    }
+}
+
+/// [`gather`] through the full unroll.
+pub(super) fn gather_unrolled<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let per_image = shape.c_small * b.small_len;
     let mut small = vec![T::zero(); shape.batch * per_image];
@@ -695,6 +709,14 @@ pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> 
 /// Transposed conv forward. `small: [n, c_small, small..]`, `w: [c_small, c_big/g, k..]` →
 /// `[n, c_big, big..]`.
 pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T> {
+    match Shifts::new(shape) {
+        Some(shifts) => shifts.scatter(shape, small, w),
+        None => scatter_unrolled(shape, small, w),
+    }
+}
+
+/// [`scatter`] through the full unroll.
+pub(super) fn scatter_unrolled<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let per_image = shape.c_big * b.big_len;
     let mut big = vec![T::zero(); shape.batch * per_image];
@@ -734,6 +756,14 @@ pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<
 /// The weight gradient of both ops. `big: [n, c_big, big..]`, `small: [n, c_small, small..]` →
 /// `[c_small, c_big/g, k..]`, summed over the batch (per half of the batch, then the halves).
 pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Vec<T> {
+    match Shifts::new(shape) {
+        Some(shifts) => shifts.correlate(shape, big, small),
+        None => correlate_unrolled(shape, big, small),
+    }
+}
+
+/// [`correlate`] through the full unroll.
+pub(super) fn correlate_unrolled<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Vec<T> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let len = shape.c_small * b.unrolled_rows();
     // One weight-sized partial sum per half of the batch, added in a fixed order. Each group's
@@ -776,6 +806,9 @@ fn weight_from_parts<T: Float>(shape: &ConvShape, b: &Blocks, parts: Vec<Vec<T>>
 /// transposed conv's backward needs both, on the same `big` (its upstream gradient). Same
 /// halves, chunks and order of sums as the two kernels run apart, so the same bits.
 pub(crate) fn gather_and_correlate<T: Float>(shape: &ConvShape, big: &[T], w: &[T], small: &[T]) -> (Vec<T>, Vec<T>) {
+    if let Some(shifts) = Shifts::new(shape) {
+        return shifts.gather_and_correlate(shape, big, w, small);
+    }
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let per_image = shape.c_small * b.small_len;
     let len = shape.c_small * b.unrolled_rows();
@@ -804,7 +837,7 @@ mod tests {
     use crate::ops::conv::geometry::AxisGeometry;
 
     /// Distinct values whose sums round, so a changed order of additions would show.
-    fn values(n: usize, salt: usize) -> Vec<f64> {
+    pub(super) fn values(n: usize, salt: usize) -> Vec<f64> {
         (0..n)
             .map(|i| (((i * 7919 + salt * 104_729) % 1000) as f64 - 500.0) * 0.0137)
             .collect()
