@@ -189,16 +189,18 @@ fn wide_rows_agree_with_the_dense_matrix_and_finite_differences() {
     }
 }
 
-/// A stride-1 first axis with products of at least 256 positions and 16 rows takes the
-/// shifted kernels (one product per first-axis tap on a shifted partial unroll). Dense matrix
-/// and finite differences on such convs: dilated and even first-axis kernels, padding beyond
-/// the taps' reach, groups, output padding (dilation allows it at stride 1), and 3-D.
+/// A first axis whose stride is below its kernel, with products of at least 256 positions and
+/// 16 rows, takes the shifted kernels (one product per first-axis tap on a shifted partial
+/// unroll, one partial unroll per phase of the stride). Dense matrix and finite differences on
+/// such convs: dilated and even first-axis kernels, padding beyond the taps' reach, groups,
+/// output padding (dilation allows it at stride 1), 3-D, and strides 2 and 3 (phases needing a
+/// row in front, a dilation putting all taps in one phase).
 #[test]
-fn stride_one_first_axes_agree_with_the_dense_matrix_and_finite_differences() {
+fn shifted_first_axes_agree_with_the_dense_matrix_and_finite_differences() {
     let cases = [
         case(2, 6, 3, 1, vec![axis(16, 3, 1, 1, 1, 0), axis(16, 3, 1, 1, 1, 0)]),
-        case(1, 8, 2, 1, vec![axis(20, 3, 1, 2, 2, 1), axis(30, 2, 2, 0, 1, 0)]),
-        case(2, 8, 4, 2, vec![axis(17, 4, 1, 1, 1, 0), axis(16, 5, 1, 2, 1, 0)]),
+        case(1, 4, 2, 1, vec![axis(20, 3, 1, 2, 2, 1), axis(30, 4, 2, 0, 1, 0)]),
+        case(1, 8, 4, 2, vec![axis(17, 4, 1, 1, 1, 0), axis(16, 5, 1, 2, 1, 0)]),
         case(1, 8, 2, 1, vec![axis(14, 3, 1, 3, 1, 0), axis(16, 2, 1, 0, 1, 0)]),
         case(
             1,
@@ -207,14 +209,21 @@ fn stride_one_first_axes_agree_with_the_dense_matrix_and_finite_differences() {
             1,
             vec![axis(5, 2, 1, 1, 1, 0), axis(8, 3, 1, 1, 1, 0), axis(8, 3, 1, 1, 1, 0)],
         ),
+        case(1, 4, 2, 1, vec![axis(32, 4, 2, 1, 1, 0), axis(32, 4, 2, 1, 1, 0)]),
+        case(1, 4, 2, 1, vec![axis(34, 4, 2, 0, 1, 1), axis(20, 4, 1, 0, 1, 0)]),
+        case(1, 4, 2, 2, vec![axis(22, 5, 3, 2, 1, 2), axis(40, 8, 1, 0, 1, 0)]),
+        case(1, 4, 2, 1, vec![axis(40, 3, 2, 2, 2, 1), axis(19, 4, 1, 0, 1, 0)]),
     ];
     let mut rng = StdRng::seed_from_u64(29);
     for (n, case) in cases.iter().enumerate() {
         let positions: usize = case.y_shape()[2..].iter().product();
         let rows = case.c_in / case.groups * case.axes[1..].iter().map(|a| a.geometry.kernel).product::<usize>();
         let first = case.axes[0].geometry;
+        let phases = (0..first.kernel)
+            .map(|t| t * first.dilation % first.stride)
+            .collect::<std::collections::BTreeSet<_>>();
         assert!(
-            first.stride == 1 && first.kernel > 1 && positions >= 256 && rows >= 16,
+            phases.len() < first.kernel && positions >= 256 && rows >= 16,
             "{case:?}: not a shifted case"
         );
         check_views(case, &mut rng);

@@ -1,11 +1,11 @@
-//! The three kernels again, for a stride-1 first axis: by shifts instead of a full unroll.
+//! The three kernels again, sliding along the first axis instead of unrolling it.
 //!
-//! At output row `o0`, tap `t0` of the first axis reads the big side's row `o0 + t0·d0 − p0`.
-//! So the unrolled big side of tap `t0` is that of tap 0 moved by `t0·d0` rows of positions,
-//! and only the other axes' taps need unrolling: the im2col of the same conv with the first
-//! axis' kernel cut to one tap, over `small[0] + (k0 − 1)·d0` rows (the *partial* unroll,
-//! `[c_big/g · taps/k0, positions]`). Each kernel then runs one product per first-axis tap, on
-//! a view of the partial unroll `t0·d0` rows in:
+//! At output row `o0`, tap `t0` of the first axis reads the big side's row `o0·s + t0·d − p`.
+//! With stride 1 that is the row tap 0 reads, `t0·d` rows on: the unrolled big side of tap
+//! `t0` is that of tap 0 moved by `t0·d` rows of positions, so only the other axes' taps need
+//! unrolling — the im2col of the same conv with the first axis' kernel cut to one tap, over
+//! `small[0] + (k0 − 1)·d` rows (the *partial* unroll `U`, `[c_big/g · taps/k0, positions]`).
+//! Each kernel then runs one product per first-axis tap, on a view of `U` shifted to its rows:
 //!
 //! ```text
 //! gather    small      = Σ_t0 w_t0 · shifted(U, t0)
@@ -13,8 +13,11 @@
 //! correlate w_t0       = small · shifted(U, t0)ᵀ
 //! ```
 //!
-//! For a 3×3 kernel that is a third of the unrolling and folding. The products are as many
-//! multiply-adds as before, in `k0` products `k0` times less deep.
+//! With stride `s > 1` the taps fall into *phases*: writing `t0·d = q·s + φ`, tap `t0` reads
+//! row `(o0 + q)·s + φ − p`, so the taps of one phase `φ` share a partial unroll over every
+//! `s`-th row from `φ − p`, `q` rows apart. A 3×3 kernel of stride 1 is unrolled a third as
+//! much, a 4×4 kernel of stride 2 (an upsampling transposed conv) half as much. The products
+//! are as many multiply-adds as before, in `k0` products `k0` times less deep.
 
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder, s};
 
@@ -31,47 +34,74 @@ const MIN_ROWS: usize = 16;
 /// small a product, and the full unroll puts several images side by side instead.
 const MIN_POSITIONS: usize = 256;
 
-/// A conv whose first axis has stride 1, as the kernels of this module see it.
-pub(super) struct Shifts {
-    /// The index map of the partial unroll.
+/// The first-axis taps with one `t0·d mod s`, and the partial unroll they share.
+struct Phase {
     map: IndexMap,
+    /// Positions of its partial unroll.
+    len: usize,
+    /// Its taps `t0`, each with the position its view starts at.
+    taps: Vec<(usize, usize)>,
+}
+
+/// How one conv runs here: its phases, and the sizes of their partial unrolls.
+pub(super) struct Shifts {
+    phases: Vec<Phase>,
     /// Taps of the first axis, `k0`.
     k0: usize,
-    /// Positions between the views of neighbouring first-axis taps: `d0` rows.
-    step: usize,
-    /// Rows of the partial unroll per group: `c_big/g · taps/k0`.
+    /// Rows of each partial unroll per group: `c_big/g · taps/k0`.
     rows: usize,
-    /// Positions of the partial unroll: `small[0] + (k0 − 1)·d0` rows.
+    /// Positions of the longest partial unroll.
     len: usize,
 }
 
 impl Shifts {
-    /// The plan for `shape`, if its first axis has stride 1, more than one tap, and products
-    /// large enough (see [`MIN_ROWS`], [`MIN_POSITIONS`]); `None` otherwise.
+    /// The plan for `shape`, if its first axis has fewer phases than taps (stride 1 and more
+    /// than one tap, say) and its products are large enough (see [`MIN_ROWS`],
+    /// [`MIN_POSITIONS`]); `None` otherwise.
     pub(super) fn new(shape: &ConvShape) -> Option<Self> {
         let first = *shape.axes.first()?;
-        let (k0, small_len) = (first.kernel, shape.small_len());
-        if shape.axes.len() < 2 || first.stride != 1 || k0 < 2 || small_len < MIN_POSITIONS {
+        let (k0, s, d) = (first.kernel, first.stride, first.dilation);
+        let phases = (0..k0).map(|t| t * d % s).collect::<std::collections::BTreeSet<_>>();
+        let small_len = shape.small_len();
+        if shape.axes.len() < 2 || phases.len() >= k0 || small_len < MIN_POSITIONS {
             return None;
         }
         let rows = shape.c_big / shape.groups * (shape.taps() / k0);
         if rows < MIN_ROWS {
             return None;
         }
-        let mut partial = shape.clone();
-        partial.axes[0] = AxisGeometry {
-            kernel: 1,
-            dilation: 1,
-            ..first
-        };
-        partial.small[0] = shape.small[0] + (k0 - 1) * first.dilation;
         let row = small_len / shape.small[0];
+        let phases: Vec<Phase> = phases
+            .into_iter()
+            .map(|phi| {
+                // Row `r` of the partial unroll is big row `(r − c)·s + φ − p`: `c` rows (of
+                // padding) in front where `φ > p` would otherwise need a negative padding.
+                let c = phi.saturating_sub(first.pad_before).div_ceil(s);
+                let taps: Vec<(usize, usize)> = (0..k0)
+                    .filter(|t| t * d % s == phi)
+                    .map(|t| (t, (t * d / s + c) * row))
+                    .collect();
+                let extra = taps.iter().map(|&(t, _)| t * d / s).max().unwrap_or(0) + c;
+                let mut partial = shape.clone();
+                partial.axes[0] = AxisGeometry {
+                    kernel: 1,
+                    dilation: 1,
+                    pad_before: first.pad_before + c * s - phi,
+                    ..first
+                };
+                partial.small[0] = shape.small[0] + extra;
+                Phase {
+                    map: IndexMap::new(&partial),
+                    len: partial.small_len(),
+                    taps,
+                }
+            })
+            .collect();
         Some(Shifts {
-            map: IndexMap::new(&partial),
+            len: phases.iter().map(|p| p.len).max().unwrap_or(0),
+            phases,
             k0,
-            step: first.dilation * row,
             rows,
-            len: partial.small_len(),
         })
     }
 
@@ -99,16 +129,16 @@ impl Shifts {
         matrix(&by_tap[(g * self.k0 + t0) * len..][..len], b.small_g, self.rows)
     }
 
-    /// The columns of first-axis tap `t0`: `L` positions, `t0·d0` rows in.
-    fn shifted<'a, T: Float>(&self, u: ArrayView2<'a, T>, t0: usize, l: usize) -> ArrayView2<'a, T> {
-        u.slice_move(s![.., t0 * self.step..t0 * self.step + l])
+    /// The `L` columns of `u` from position `at` on: one tap's view of its phase's unroll.
+    fn shifted<'a, T: Float>(u: ArrayView2<'a, T>, at: usize, l: usize) -> ArrayView2<'a, T> {
+        u.slice_move(s![.., at..at + l])
     }
 
-    /// The partial unroll of one image's group into `cols`.
-    fn unrolled<'a, T: Float>(&self, image: &[T], cols: &'a mut [T]) -> ArrayView2<'a, T> {
-        let cols = &mut cols[..self.rows * self.len];
-        self.map.unroll(&[image], cols);
-        matrix(cols, self.rows, self.len)
+    /// The partial unroll of one image's group for `phase`, into `cols`.
+    fn unrolled<'a, T: Float>(&self, phase: &Phase, image: &[T], cols: &'a mut [T]) -> ArrayView2<'a, T> {
+        let cols = &mut cols[..self.rows * phase.len];
+        phase.map.unroll(&[image], cols);
+        matrix(cols, self.rows, phase.len)
     }
 
     /// Conv forward, as [`super::gather`].
@@ -121,8 +151,11 @@ impl Shifts {
             let mut scratch = Scratch::<T>::take(self.rows * self.len, 0);
             for (j, n) in images.enumerate() {
                 for g in 0..shape.groups {
-                    let u = self.unrolled(&big[b.big(n, g)], &mut scratch.cols);
-                    self.product_to_small(&b, (&by_tap, u), g, &mut out[b.small(j, g)]);
+                    let mut y = matrix_mut(&mut out[b.small(j, g)], b.small_g, b.small_len);
+                    for (p, phase) in self.phases.iter().enumerate() {
+                        let u = self.unrolled(phase, &big[b.big(n, g)], &mut scratch.cols);
+                        self.product_to_small(&b, (&by_tap, phase, u), (g, p > 0), y.view_mut());
+                    }
                 }
             }
             scratch.give_back();
@@ -130,18 +163,23 @@ impl Shifts {
         small
     }
 
-    /// `small_g = Σ_t0 w_t0 · shifted(u, t0)`, the first product writing, the others adding.
+    /// `y (+)= Σ_t0 w_t0 · shifted(u, t0)` over the taps of `phase`: the first product of
+    /// the first phase writes, every other adds.
     fn product_to_small<T: Float>(
         &self,
         b: &Blocks,
-        (by_tap, u): (&[T], ArrayView2<'_, T>),
-        g: usize,
-        small_g: &mut [T],
+        (by_tap, phase, u): (&[T], &Phase, ArrayView2<'_, T>),
+        (g, accumulate): (usize, bool),
+        mut y: ArrayViewMut2<'_, T>,
     ) {
-        let mut y = matrix_mut(small_g, b.small_g, b.small_len);
-        for t0 in 0..self.k0 {
+        for (i, &(t0, at)) in phase.taps.iter().enumerate() {
             let w_t0 = self.tap_weight(b, by_tap, (g, t0));
-            gemm(w_t0, self.shifted(u, t0, b.small_len), t0 > 0, y.view_mut());
+            gemm(
+                w_t0,
+                Self::shifted(u, at, b.small_len),
+                accumulate || i > 0,
+                y.view_mut(),
+            );
         }
     }
 
@@ -158,17 +196,20 @@ impl Shifts {
             for (j, n) in images.enumerate() {
                 for g in 0..shape.groups {
                     let small_g = matrix(&small[b.small(n, g)], b.small_g, l);
-                    let cols = &mut scratch.cols[..self.rows * self.len];
-                    let mut u = matrix_mut(cols, self.rows, self.len);
-                    // Tap 0 writes the first `L` columns; the rest are only ever added to.
-                    u.slice_mut(s![.., l..]).fill(T::zero());
-                    for t0 in 0..self.k0 {
-                        let w_t0 = self.tap_weight(&b, &by_tap, (g, t0));
-                        let at = t0 * self.step;
-                        gemm(w_t0.t(), small_g, t0 > 0, u.slice_mut(s![.., at..at + l]));
+                    for phase in &self.phases {
+                        let cols = &mut scratch.cols[..self.rows * phase.len];
+                        let mut u = matrix_mut(cols, self.rows, phase.len);
+                        // The phase's first tap writes its `L` columns and the others add,
+                        // so the columns after them start at zero. (Any before them are rows
+                        // above the big side, which the fold never reads.)
+                        u.slice_mut(s![.., phase.taps[0].1 + l..]).fill(T::zero());
+                        for (i, &(t0, at)) in phase.taps.iter().enumerate() {
+                            let w_t0 = self.tap_weight(&b, &by_tap, (g, t0));
+                            gemm(w_t0.t(), small_g, i > 0, u.slice_mut(s![.., at..at + l]));
+                        }
+                        let image = &mut out[j * per_image + g * per_group..][..per_group];
+                        phase.map.fold(cols, &mut [image]);
                     }
-                    let image = &mut out[j * per_image + g * per_group..][..per_group];
-                    self.map.fold(cols, &mut [image]);
                 }
             }
             scratch.give_back();
@@ -176,20 +217,20 @@ impl Shifts {
         big
     }
 
-    /// One image's share of the weight gradient: block `(g, t0)` of `part` (column-major, as in
-    /// [`super::correlate`]) `+= small_g · shifted(u, t0)ᵀ`.
+    /// One image's share of the weight gradient over the taps of `phase`: block `(g, t0)` of
+    /// `part` (column-major, as in [`super::correlate`]) `+= small_g · shifted(u, t0)ᵀ`.
     fn correlate_image<T: Float>(
         &self,
         b: &Blocks,
-        (small_g, u): (ArrayView2<'_, T>, ArrayView2<'_, T>),
+        (small_g, phase, u): (ArrayView2<'_, T>, &Phase, ArrayView2<'_, T>),
         g: usize,
         part: &mut [T],
     ) {
         let len = b.small_g * self.rows;
-        for t0 in 0..self.k0 {
+        for &(t0, at) in &phase.taps {
             let block = &mut part[(g * self.k0 + t0) * len..][..len];
             let grad = ArrayViewMut2::from_shape((b.small_g, self.rows).f(), block).expect("sizes come from ConvShape");
-            gemm(small_g, self.shifted(u, t0, b.small_len).t(), true, grad);
+            gemm(small_g, Self::shifted(u, at, b.small_len).t(), true, grad);
         }
     }
 
@@ -203,9 +244,11 @@ impl Shifts {
             let mut scratch = Scratch::<T>::take(self.rows * self.len, 0);
             for n in images {
                 for g in 0..shape.groups {
-                    let u = self.unrolled(&big[b.big(n, g)], &mut scratch.cols);
                     let small_g = matrix(&small[b.small(n, g)], b.small_g, b.small_len);
-                    self.correlate_image(&b, (small_g, u), g, &mut part);
+                    for phase in &self.phases {
+                        let u = self.unrolled(phase, &big[b.big(n, g)], &mut scratch.cols);
+                        self.correlate_image(&b, (small_g, phase, u), g, &mut part);
+                    }
                 }
             }
             scratch.give_back();
@@ -214,7 +257,7 @@ impl Shifts {
         self.weight_from_parts(&b, len, parts)
     }
 
-    /// As [`super::gather_and_correlate`]: one partial unroll per image for both.
+    /// As [`super::gather_and_correlate`]: one partial unroll per image and phase for both.
     pub(super) fn gather_and_correlate<T: Float>(
         &self,
         shape: &ConvShape,
@@ -232,10 +275,13 @@ impl Shifts {
             let mut scratch = Scratch::<T>::take(self.rows * self.len, 0);
             for (j, n) in images.enumerate() {
                 for g in 0..shape.groups {
-                    let u = self.unrolled(&big[b.big(n, g)], &mut scratch.cols);
-                    self.product_to_small(&b, (&by_tap, u), g, &mut out[b.small(j, g)]);
+                    let mut y = matrix_mut(&mut out[b.small(j, g)], b.small_g, b.small_len);
                     let small_g = matrix(&small[b.small(n, g)], b.small_g, b.small_len);
-                    self.correlate_image(&b, (small_g, u), g, &mut part);
+                    for (p, phase) in self.phases.iter().enumerate() {
+                        let u = self.unrolled(phase, &big[b.big(n, g)], &mut scratch.cols);
+                        self.product_to_small(&b, (&by_tap, phase, u), (g, p > 0), y.view_mut());
+                        self.correlate_image(&b, (small_g, phase, u), g, &mut part);
+                    }
                 }
             }
             scratch.give_back();
@@ -286,8 +332,10 @@ mod tests {
 
     /// The shifted kernels compute what the full unroll computes (in another order of sums):
     /// dilated and even first-axis kernels, padding beyond the taps' reach, groups, a 3-D
-    /// conv, a batch large enough for two threads, and a transposed conv's output padding
-    /// (a small side shorter than the big side implies).
+    /// conv, a batch large enough for two threads, a transposed conv's output padding (a
+    /// small side shorter than the big side implies), and strides 2 and 3 — with phases
+    /// whose first row would need a negative padding, and a dilation that puts every tap in
+    /// one phase.
     #[test]
     fn shifts_equal_the_full_unroll() {
         // (batch, c_big, c_small, groups, per-axis (big size, kernel, stride, padding, dilation), output padding of axis 0)
@@ -306,6 +354,11 @@ mod tests {
             (1, 8, 2, 1, &[(14, 3, 1, 3, 1), (16, 2, 1, 0, 1)], 0),
             (2, 2, 3, 1, &[(5, 2, 1, 1, 1), (8, 3, 1, 1, 1), (8, 3, 1, 1, 1)], 0),
             (8, 16, 16, 1, &[(24, 3, 1, 1, 1), (24, 3, 1, 1, 1)], 0),
+            (2, 4, 3, 1, &[(32, 4, 2, 1, 1), (32, 4, 2, 1, 1)], 0),
+            (1, 8, 2, 1, &[(33, 3, 2, 0, 1), (34, 2, 1, 0, 1)], 0),
+            (1, 8, 2, 1, &[(34, 4, 2, 0, 1), (34, 2, 1, 0, 1)], 1),
+            (2, 16, 2, 2, &[(48, 5, 3, 2, 1), (18, 2, 1, 0, 1)], 0),
+            (1, 8, 2, 1, &[(40, 3, 2, 2, 2), (16, 2, 1, 0, 1)], 1),
         ];
         for &(batch, c_big, c_small, groups, axes, output_padding) in cases {
             let geometry: Vec<AxisGeometry> = axes
@@ -359,9 +412,10 @@ mod tests {
         }
     }
 
-    /// Strided or single-tap first axes, 1-D convs and small products keep the full unroll.
+    /// First axes whose taps are each their own phase (one tap, or a stride as large as the
+    /// kernel), 1-D convs and small products keep the full unroll.
     #[test]
-    fn only_stride_one_first_axes_with_large_products_shift() {
+    fn only_first_axes_with_shared_phases_and_large_products_shift() {
         let shape = |c_big, axes: &[(usize, usize, usize)]| {
             let axes: Vec<AxisGeometry> = axes.iter().map(|&(k, s, p)| AxisGeometry::new(k, s, p, 1)).collect();
             let big = vec![32; axes.len()];
@@ -379,8 +433,12 @@ mod tests {
         assert!(Shifts::new(&shape(8, &[(3, 1, 1), (3, 1, 1)])).is_some());
         assert!(Shifts::new(&shape(8, &[(3, 1, 1), (3, 2, 1)])).is_some());
         assert!(
-            Shifts::new(&shape(8, &[(3, 2, 1), (3, 1, 1)])).is_none(),
-            "strided first axis"
+            Shifts::new(&shape(8, &[(3, 2, 1), (3, 1, 1)])).is_some(),
+            "stride 2, two phases"
+        );
+        assert!(
+            Shifts::new(&shape(8, &[(2, 2, 0), (3, 1, 1)])).is_none(),
+            "stride = kernel"
         );
         assert!(Shifts::new(&shape(8, &[(1, 1, 0), (3, 1, 1)])).is_none(), "one tap");
         assert!(Shifts::new(&shape(64, &[(3, 1, 1)])).is_none(), "1-D");
