@@ -319,15 +319,21 @@ impl Shifts {
 #[cfg(test)]
 mod tests {
     use super::Shifts;
+    use crate::float::Float;
     use crate::ops::conv::geometry::AxisGeometry;
     use crate::ops::conv::kernels::tests::values;
     use crate::ops::conv::kernels::{ConvShape, correlate_unrolled, gather_unrolled, scatter_unrolled};
 
-    fn assert_close(got: &[f64], expected: &[f64], what: &str) {
+    /// Worst difference from the reference, relative to its largest entry, at most `tolerance`.
+    fn assert_close<T: Float>(got: &[T], expected: &[f64], tolerance: f64, what: &str) {
         assert_eq!(got.len(), expected.len(), "{what}");
         let scale = expected.iter().fold(1.0, |m: f64, e| m.max(e.abs()));
-        let worst = got.iter().zip(expected).map(|(g, e)| (g - e).abs()).fold(0.0, f64::max);
-        assert!(worst <= 1e-12 * scale, "{what}: off by {worst}");
+        let worst = got
+            .iter()
+            .zip(expected)
+            .map(|(g, e)| (Float::to_f64(*g) - e).abs())
+            .fold(0.0, f64::max);
+        assert!(worst <= tolerance * scale, "{what}: off by {worst}");
     }
 
     /// The shifted kernels compute what the full unroll computes (in another order of sums):
@@ -335,7 +341,8 @@ mod tests {
     /// conv, a batch large enough for two threads, a transposed conv's output padding (a
     /// small side shorter than the big side implies), and strides 2 and 3 — with phases
     /// whose first row would need a negative padding, and a dilation that puts every tap in
-    /// one phase.
+    /// one phase. In `f64` (ndarray's product) and in `f32` (gemm-f32's micro-kernels, which
+    /// here read shifted, strided views).
     #[test]
     fn shifts_equal_the_full_unroll() {
         // (batch, c_big, c_small, groups, per-axis (big size, kernel, stride, padding, dilation), output padding of axis 0)
@@ -389,17 +396,20 @@ mod tests {
             assert_close(
                 &shifts.gather(&shape, &big, &w),
                 &gather_unrolled(&shape, &big, &w),
+                1e-12,
                 &format!("gather, {what}"),
             );
             assert_close(
                 &shifts.scatter(&shape, &small, &w),
                 &scatter_unrolled(&shape, &small, &w),
+                1e-12,
                 &format!("scatter, {what}"),
             );
             let correlated = correlate_unrolled(&shape, &big, &small);
             assert_close(
                 &shifts.correlate(&shape, &big, &small),
                 &correlated,
+                1e-12,
                 &format!("correlate, {what}"),
             );
             let (gathered, both) = shifts.gather_and_correlate(&shape, &big, &w, &small);
@@ -408,6 +418,29 @@ mod tests {
                 both,
                 shifts.correlate(&shape, &big, &small),
                 "correlate of both, {what}"
+            );
+
+            let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+            let (big, small, w) = (narrow(&big), narrow(&small), narrow(&w));
+            let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+            let (big_64, small_64, w_64) = (wide(&big), wide(&small), wide(&w));
+            assert_close(
+                &shifts.gather(&shape, &big, &w),
+                &gather_unrolled(&shape, &big_64, &w_64),
+                1e-5,
+                &format!("f32 gather, {what}"),
+            );
+            assert_close(
+                &shifts.scatter(&shape, &small, &w),
+                &scatter_unrolled(&shape, &small_64, &w_64),
+                1e-5,
+                &format!("f32 scatter, {what}"),
+            );
+            assert_close(
+                &shifts.correlate(&shape, &big, &small),
+                &correlate_unrolled(&shape, &big_64, &small_64),
+                1e-5,
+                &format!("f32 correlate, {what}"),
             );
         }
     }
