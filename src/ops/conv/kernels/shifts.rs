@@ -336,6 +336,38 @@ mod tests {
         assert!(worst <= tolerance * scale, "{what}: off by {worst}");
     }
 
+    /// The three shifted kernels on `T` values against the full unroll on the same values in
+    /// `f64`.
+    fn check<T: Float>(
+        shifts: &Shifts,
+        shape: &ConvShape,
+        (big, small, w): (&[T], &[T], &[T]),
+        tolerance: f64,
+        what: &str,
+    ) {
+        let wide = |v: &[T]| v.iter().map(|&x| Float::to_f64(x)).collect::<Vec<f64>>();
+        let (big_64, small_64, w_64) = (wide(big), wide(small), wide(w));
+        let name = T::NAME;
+        assert_close(
+            &shifts.gather(shape, big, w),
+            &gather_unrolled(shape, &big_64, &w_64),
+            tolerance,
+            &format!("{name} gather, {what}"),
+        );
+        assert_close(
+            &shifts.scatter(shape, small, w),
+            &scatter_unrolled(shape, &small_64, &w_64),
+            tolerance,
+            &format!("{name} scatter, {what}"),
+        );
+        assert_close(
+            &shifts.correlate(shape, big, small),
+            &correlate_unrolled(shape, &big_64, &small_64),
+            tolerance,
+            &format!("{name} correlate, {what}"),
+        );
+    }
+
     /// The shifted kernels compute what the full unroll computes (in another order of sums):
     /// dilated and even first-axis kernels, padding beyond the taps' reach, groups, a 3-D
     /// conv, a batch large enough for two threads, a transposed conv's output padding (a
@@ -393,25 +425,7 @@ mod tests {
             let big = values(batch * c_big * shape.big_len(), 1);
             let small = values(batch * c_small * shape.small_len(), 2);
             let w = values(c_small * (c_big / groups) * shape.taps(), 3);
-            assert_close(
-                &shifts.gather(&shape, &big, &w),
-                &gather_unrolled(&shape, &big, &w),
-                1e-12,
-                &format!("gather, {what}"),
-            );
-            assert_close(
-                &shifts.scatter(&shape, &small, &w),
-                &scatter_unrolled(&shape, &small, &w),
-                1e-12,
-                &format!("scatter, {what}"),
-            );
-            let correlated = correlate_unrolled(&shape, &big, &small);
-            assert_close(
-                &shifts.correlate(&shape, &big, &small),
-                &correlated,
-                1e-12,
-                &format!("correlate, {what}"),
-            );
+            check(&shifts, &shape, (&big, &small, &w), 1e-12, &what);
             let (gathered, both) = shifts.gather_and_correlate(&shape, &big, &w, &small);
             assert_eq!(gathered, shifts.gather(&shape, &big, &w), "gather of both, {what}");
             assert_eq!(
@@ -419,28 +433,13 @@ mod tests {
                 shifts.correlate(&shape, &big, &small),
                 "correlate of both, {what}"
             );
-
             let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-            let (big, small, w) = (narrow(&big), narrow(&small), narrow(&w));
-            let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
-            let (big_64, small_64, w_64) = (wide(&big), wide(&small), wide(&w));
-            assert_close(
-                &shifts.gather(&shape, &big, &w),
-                &gather_unrolled(&shape, &big_64, &w_64),
+            check(
+                &shifts,
+                &shape,
+                (&narrow(&big), &narrow(&small), &narrow(&w)),
                 1e-5,
-                &format!("f32 gather, {what}"),
-            );
-            assert_close(
-                &shifts.scatter(&shape, &small, &w),
-                &scatter_unrolled(&shape, &small_64, &w_64),
-                1e-5,
-                &format!("f32 scatter, {what}"),
-            );
-            assert_close(
-                &shifts.correlate(&shape, &big, &small),
-                &correlate_unrolled(&shape, &big_64, &small_64),
-                1e-5,
-                &format!("f32 correlate, {what}"),
+                &what,
             );
         }
     }
