@@ -19,8 +19,9 @@
 //! (an autoencoder's bottleneck, a classifier's head), `cols` is the big side itself, and the
 //! products read and write the arrays in place instead.
 //!
-//! A first axis of stride 1 (a "same" 3×3 conv, the bulk of most vision models) needs only part
-//! of the unroll: [`shifts`] unrolls the other axes and slides along the first.
+//! A first axis whose stride is below its kernel (a "same" 3×3 conv, the bulk of most vision
+//! models; a 4×4 stride-2 upsampling) needs only part of the unroll: [`shifts`] unrolls the
+//! other axes, once per phase of the stride, and slides along the first.
 
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
@@ -691,7 +692,7 @@ pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> 
 }
 
 /// [`gather`] through the full unroll.
-pub(super) fn gather_unrolled<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> {
+fn gather_unrolled<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let per_image = shape.c_small * b.small_len;
     let mut small = vec![T::zero(); shape.batch * per_image];
@@ -716,7 +717,7 @@ pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<
 }
 
 /// [`scatter`] through the full unroll.
-pub(super) fn scatter_unrolled<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T> {
+fn scatter_unrolled<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let per_image = shape.c_big * b.big_len;
     let mut big = vec![T::zero(); shape.batch * per_image];
@@ -763,7 +764,7 @@ pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> 
 }
 
 /// [`correlate`] through the full unroll.
-pub(super) fn correlate_unrolled<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Vec<T> {
+fn correlate_unrolled<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Vec<T> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let len = shape.c_small * b.unrolled_rows();
     // One weight-sized partial sum per half of the batch, added in a fixed order. Each group's
