@@ -445,6 +445,47 @@ mod tests {
         }
     }
 
+    /// TensorFlow's `SAME` pads unevenly (the larger half after): the partial unroll keeps the
+    /// first axis' padding before, and its length comes from the small side, not the padding
+    /// after.
+    #[test]
+    fn shifts_with_uneven_padding_equal_the_full_unroll() {
+        let uneven = |k, s, before, after| AxisGeometry {
+            kernel: k,
+            stride: s,
+            dilation: 1,
+            pad_before: before,
+            pad_after: after,
+        };
+        for axes in [
+            vec![uneven(4, 1, 1, 2), uneven(2, 1, 0, 1)],
+            vec![uneven(4, 2, 1, 2), uneven(3, 1, 1, 1)],
+            vec![uneven(3, 2, 0, 1), uneven(3, 1, 1, 1)],
+        ] {
+            let big = vec![32, 24];
+            let small: Vec<usize> = axes
+                .iter()
+                .zip(&big)
+                .map(|(a, &i)| a.conv_output_size(i).expect("valid case"))
+                .collect();
+            let shape = ConvShape {
+                batch: 2,
+                c_big: 8,
+                c_small: 3,
+                groups: 1,
+                big,
+                small,
+                axes,
+            };
+            let what = format!("{:?}", shape.axes);
+            let shifts = Shifts::new(&shape).unwrap_or_else(|| panic!("{what}: not a shifted case"));
+            let big = values(2 * 8 * shape.big_len(), 4);
+            let small = values(2 * 3 * shape.small_len(), 5);
+            let w = values(3 * 8 * shape.taps(), 6);
+            check(&shifts, &shape, (&big, &small, &w), 1e-12, &what);
+        }
+    }
+
     /// First axes whose taps are each their own phase (one tap, or a stride as large as the
     /// kernel), 1-D convs and small products keep the full unroll.
     #[test]
