@@ -54,3 +54,21 @@ impl Float for f64 {
         self
     }
 }
+
+/// For the unit tests: the worst difference between `got` and the reference `expected`, taken
+/// in the same order, relative to the reference's largest entry (or 1, if all are smaller).
+#[cfg(test)]
+pub(crate) fn relative_error<'a, T: Float, E>(got: impl IntoIterator<Item = &'a T>, expected: E) -> f64
+where
+    E: IntoIterator<Item = &'a f64>,
+    E::IntoIter: Clone,
+{
+    let expected = expected.into_iter();
+    let scale = expected.clone().fold(1.0, |m: f64, e| m.max(e.abs()));
+    let worst = got
+        .into_iter()
+        .zip(expected)
+        .map(|(g, e)| (Float::to_f64(*g) - e).abs())
+        .fold(0.0, f64::max);
+    worst / scale
+}

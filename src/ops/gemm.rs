@@ -101,17 +101,13 @@ mod tests {
 
     use super::gemm;
     use crate::Float;
+    use crate::float::relative_error;
 
     /// Worst difference from the reference, relative to the largest reference entry.
     fn assert_close<T: Float>(got: &Array2<T>, expected: &Array2<f64>, tolerance: f64) {
         assert_eq!(got.dim(), expected.dim());
-        let scale = expected.iter().fold(1.0, |m: f64, e| m.max(e.abs()));
-        let worst = got
-            .iter()
-            .zip(expected)
-            .map(|(g, e)| (Float::to_f64(*g) - e).abs())
-            .fold(0.0, f64::max);
-        assert!(worst <= tolerance * scale, "{}: off by {worst}", T::NAME);
+        let worst = relative_error(got, expected);
+        assert!(worst <= tolerance, "{}: off by {worst} (relative)", T::NAME);
     }
 
     /// The triple loop in f64, the independent reference.

@@ -320,7 +320,7 @@ impl Shifts {
 #[cfg(test)]
 mod tests {
     use super::Shifts;
-    use crate::float::Float;
+    use crate::float::{Float, relative_error};
     use crate::ops::conv::geometry::AxisGeometry;
     use crate::ops::conv::kernels::tests::values;
     use crate::ops::conv::kernels::{ConvShape, correlate_unrolled, gather_unrolled, scatter_unrolled};
@@ -328,13 +328,8 @@ mod tests {
     /// Worst difference from the reference, relative to its largest entry, at most `tolerance`.
     fn assert_close<T: Float>(got: &[T], expected: &[f64], tolerance: f64, what: &str) {
         assert_eq!(got.len(), expected.len(), "{what}");
-        let scale = expected.iter().fold(1.0, |m: f64, e| m.max(e.abs()));
-        let worst = got
-            .iter()
-            .zip(expected)
-            .map(|(g, e)| (Float::to_f64(*g) - e).abs())
-            .fold(0.0, f64::max);
-        assert!(worst <= tolerance * scale, "{what}: off by {worst}");
+        let worst = relative_error(got, expected);
+        assert!(worst <= tolerance, "{what}: off by {worst} (relative)");
     }
 
     /// The three shifted kernels on `T` values against the full unroll on the same values in
