@@ -789,11 +789,7 @@ fn correlate_unrolled<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Ve
 /// row-major, `[c_small/g, c_big/g·taps]`.
 fn weight_from_parts<T: Float>(shape: &ConvShape, b: &Blocks, parts: Vec<Vec<T>>) -> Vec<T> {
     let len = shape.c_small * b.unrolled_rows();
-    let mut parts = parts.into_iter();
-    let mut w_t = parts.next().unwrap_or_else(|| vec![T::zero(); len]);
-    for part in parts {
-        w_t.iter_mut().zip(part).for_each(|(a, b)| *a += b);
-    }
+    let w_t = sum_parts(parts, len);
     let mut w = vec![T::zero(); len];
     for g in 0..shape.groups {
         let from = ArrayView2::from_shape((b.small_g, b.unrolled_rows()).f(), &w_t[b.weight(g)])
@@ -801,6 +797,17 @@ fn weight_from_parts<T: Float>(shape: &ConvShape, b: &Blocks, parts: Vec<Vec<T>>
         matrix_mut(&mut w[b.weight(g)], b.small_g, b.unrolled_rows()).assign(&from);
     }
     w
+}
+
+/// The per-half weight gradients (`len` values each) summed in a fixed order, so the bits do
+/// not depend on which thread finished first.
+fn sum_parts<T: Float>(parts: Vec<Vec<T>>, len: usize) -> Vec<T> {
+    let mut parts = parts.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![T::zero(); len]);
+    for part in parts {
+        sum.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    sum
 }
 
 /// [`gather`]`(big, w)` and [`correlate`]`(big, small)` from one unroll of `big`: the

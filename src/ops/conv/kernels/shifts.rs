@@ -22,7 +22,7 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder, s};
 
-use super::{Blocks, ConvShape, IndexMap, Scratch, matrix, matrix_mut, split_batch};
+use super::{Blocks, ConvShape, IndexMap, Scratch, matrix, matrix_mut, split_batch, sum_parts};
 use crate::float::Float;
 use crate::ops::conv::geometry::AxisGeometry;
 use crate::ops::gemm::gemm;
@@ -294,11 +294,7 @@ impl Shifts {
     /// Sums the per-half gradients in a fixed order and puts each tap's block back in the
     /// weight's layout, `[c_small, c_big/g, k..]`.
     fn weight_from_parts<T: Float>(&self, b: &Blocks, len: usize, parts: Vec<Vec<T>>) -> Vec<T> {
-        let mut parts = parts.into_iter();
-        let mut sum = parts.next().unwrap_or_else(|| vec![T::zero(); len]);
-        for part in parts {
-            sum.iter_mut().zip(part).for_each(|(a, b)| *a += b);
-        }
+        let sum = sum_parts(parts, len);
         let rest = self.rows / b.big_g;
         let mut w = vec![T::zero(); len];
         for g in 0..b.groups {
