@@ -49,9 +49,14 @@ pub mod gradcheck;
 pub mod nn;
 pub mod ops;
 pub mod optim;
-pub mod plot;
 pub mod tape;
 pub mod train;
+
+/// Pictures as PNG files: loss curves, image grids, heat maps of matrices.
+///
+/// The crate `adjoint-plot`, kept apart so that drawing code, which runs once per picture,
+/// builds in parallel with this crate and with fewer optimisations than its per-step code.
+pub use adjoint_plot as plot;
 
 pub use error::{Error, Result};
 

@@ -1,7 +1,7 @@
-//! The animations of `examples/animate`, checked as real GIF files: written to a temporary
+//! The animations of `examples/pictures/animate`, checked as real GIF files: written to a temporary
 //! directory by the example's own drawing module, decoded, and compared with the geometry.
 
-#[path = "../examples/animate/draw.rs"]
+#[path = "../examples/pictures/animate/draw.rs"]
 mod draw;
 
 use std::path::{Path, PathBuf};

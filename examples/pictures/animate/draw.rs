@@ -1,4 +1,4 @@
-//! The frames of `examples/animate`: what each frame shows, planned from the library's geometry,
+//! The frames of `examples/pictures/animate`: what each frame shows, planned from the library's geometry,
 //! and the drawing of it into an animated GIF.
 //!
 //! A module of its own so that `tests/pictures.rs` can include it with `#[path]` and check real
