@@ -937,3 +937,49 @@ fn unbatched_batch_zero_and_depthwise_are_accepted() {
         }
     }
 }
+
+/// PyTorch's `output_size` may be the whole output shape: `[n, c_out, o..]` for a batched input,
+/// `[c_out, o..]` for an unbatched one. Only the spatial sizes are read (PyTorch ignores the
+/// others, so `[7, 99, o..]` works too); the channel-less `[c_out, o..]` of a batched input is
+/// still a wrong length.
+#[test]
+fn whole_output_shape_as_output_size() {
+    for rank in RANKS {
+        for (op, f) in conv_transpose_ops(rank) {
+            let tape = Tape::<f64>::new();
+            // i = 4, k = 3, s = 2, p = 1: the conv maps back from 7 or 8.
+            let w = leaf(&tape, &shape(&[3, 2], rank, 3));
+            let base = ConvTransposeOptions::new().stride(2).padding(1);
+            let spatial = base.clone().output_size(vec![8; rank]);
+            for lead in [&[2, 2][..], &[7, 99][..]] {
+                let x = leaf(&tape, &shape(&[2, 3], rank, 4));
+                let whole = base.clone().output_size(shape(lead, rank, 8));
+                let what = format!("{op} batched, output_size {:?}", whole.output_size);
+                assert_eq!(
+                    accepted(&what, || f(x, w, None, &whole)),
+                    shape(&[2, 2], rank, 8),
+                    "{what}"
+                );
+                let (a, b) = (f(x, w, None, &whole).unwrap(), f(x, w, None, &spatial).unwrap());
+                assert_eq!(a.value(), b.value(), "{what}");
+            }
+            let x = leaf(&tape, &shape(&[3], rank, 4));
+            let whole = base.clone().output_size(shape(&[2], rank, 8));
+            let what = format!("{op} unbatched, output_size {:?}", whole.output_size);
+            assert_eq!(
+                accepted(&what, || f(x, w, None, &whole)),
+                shape(&[2], rank, 8),
+                "{what}"
+            );
+            let x = leaf(&tape, &shape(&[2, 3], rank, 4));
+            let short = base.clone().output_size(shape(&[2], rank, 8));
+            refused(
+                &tape,
+                op,
+                Expect::Invalid("output_size"),
+                &["one per spatial axis"],
+                || f(x, w, None, &short),
+            );
+        }
+    }
+}

@@ -103,6 +103,18 @@ fn per_axis<T: std::fmt::Debug + Clone>(rank: usize, value: impl Strategy<Value 
     })
 }
 
+/// `output_size` as offsets from the smallest allowed size: one per spatial axis mostly, and
+/// also PyTorch's other form, the whole output shape (one or two longer than the rank, valid
+/// for an unbatched or a batched input), and wrong lengths.
+fn output_size(rank: usize) -> impl Strategy<Value = Vec<i64>> {
+    let offset = prop_oneof![1 => Just(-1i64), 6 => 0..=2i64, 1 => Just(3i64)];
+    let len = prop_oneof![10 => Just(rank), 2 => Just(1), 4 => Just(rank + 1), 4 => Just(rank + 2)];
+    (proptest::collection::vec(offset, rank + 2), len).prop_map(|(mut v, n)| {
+        v.truncate(n);
+        v
+    })
+}
+
 fn case() -> impl Strategy<Value = Case> {
     (1..=3usize).prop_flat_map(|rank| {
         let shape = (
@@ -138,7 +150,7 @@ fn case() -> impl Strategy<Value = Case> {
             ),
             prop_oneof![
                 3 => Just(None),
-                1 => per_axis(rank, prop_oneof![1 => Just(-1i64), 6 => 0..=2i64, 1 => Just(3i64)]).prop_map(Some)
+                2 => output_size(rank).prop_map(Some)
             ],
             prop_oneof![7 => Just(false), 1 => Just(true)],
             prop_oneof![7 => Just(Bias::None), 7 => Just(Bias::Right), 1 => Just(Bias::Wrong)],
@@ -329,14 +341,25 @@ impl Case {
         }
     }
 
-    /// The `output_size` to request, if any.
+    /// Axes before the spatial ones in `x` and `y`: `[n, c]`, or `[c]` unbatched.
+    fn non_spatial(&self) -> usize {
+        if self.unbatched() { 1 } else { 2 }
+    }
+
+    /// The `output_size` to request, if any. One longer than the rank is, for an unbatched
+    /// input, PyTorch's other form, the whole output shape: its spatial sizes come last.
     fn requested_sizes(&self) -> Option<Vec<usize>> {
         let offsets = self.output_size.as_ref()?;
+        let lead = if offsets.len() == self.rank + self.non_spatial() {
+            self.non_spatial()
+        } else {
+            0
+        };
         Some(
             offsets
                 .iter()
                 .enumerate()
-                .map(|(a, &off)| (self.smallest_size(a) + off).max(0) as usize)
+                .map(|(j, &off)| (self.smallest_size(j.saturating_sub(lead)) + off).max(0) as usize)
                 .collect(),
         )
     }
@@ -358,7 +381,13 @@ impl Case {
         if matches!(self.mode, Mode::Same | Mode::Valid) && op.iter().any(|&o| o != 0) {
             return None;
         }
-        let requested = self.requested_sizes();
+        let mut requested = self.requested_sizes();
+        // PyTorch takes the whole output shape too, and reads only its spatial sizes.
+        if let Some(sizes) = &mut requested
+            && sizes.len() == r + self.non_spatial()
+        {
+            sizes.drain(..self.non_spatial());
+        }
         if let Some(sizes) = &requested
             && (sizes.len() != r || op.iter().any(|&o| o != 0))
         {
@@ -664,6 +693,7 @@ fn the_strategy_covers_valid_and_invalid_settings() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let (mut conv_ok, mut conv_t_ok, mut tf, mut explicit_size, mut zero_batch, mut unbatched) = (0, 0, 0, 0, 0, 0);
+    let mut whole_shape = 0;
     let total = 2000;
     for _ in 0..total {
         let c = case().new_tree(&mut runner).unwrap().current();
@@ -675,10 +705,25 @@ fn the_strategy_covers_valid_and_invalid_settings() {
             explicit_size += usize::from(c.output_size.is_some());
             zero_batch += usize::from(c.batch == 0 && c.layout == Layout::Batched);
             unbatched += usize::from(c.unbatched());
+            whole_shape += usize::from(
+                c.output_size
+                    .as_ref()
+                    .is_some_and(|v| v.len() == c.rank + c.non_spatial()),
+            );
         }
     }
-    let counts = [conv_ok, conv_t_ok, tf, explicit_size, zero_batch, unbatched];
-    eprintln!("of {total}: conv ok, conv_t ok, of those TF, explicit size, batch 0, unbatched: {counts:?}");
+    let counts = [
+        conv_ok,
+        conv_t_ok,
+        tf,
+        explicit_size,
+        zero_batch,
+        unbatched,
+        whole_shape,
+    ];
+    eprintln!(
+        "of {total}: conv ok, conv_t ok, of those TF, explicit size, batch 0, unbatched, output_size a whole shape: {counts:?}"
+    );
     assert!(
         (total / 10..total * 9 / 10).contains(&conv_ok) && (total / 10..total * 9 / 10).contains(&conv_t_ok),
         "{counts:?}"

@@ -184,7 +184,9 @@ pub struct ConvTransposeOptions {
     /// Channel groups.
     pub groups: usize,
     /// An explicit spatial output size, as PyTorch's `output_size=` or TensorFlow's
-    /// `output_shape`; it must be one a conv with the same settings maps back from.
+    /// `output_shape`; it must be one a conv with the same settings maps back from. As in
+    /// PyTorch, the whole output shape (`[n, c_out, o..]`, or `[c_out, o..]` for an unbatched
+    /// input) is taken too, and only its spatial sizes are read.
     pub output_size: Option<Vec<usize>>,
 }
 
@@ -443,7 +445,12 @@ pub(crate) fn conv_transpose_shape(
     }
     let wanted = match &opts.output_size {
         Some(size) if size.len() != rank => {
-            return Err(invalid(op, "output_size", size, format!("needs {rank} values")));
+            return Err(invalid(
+                op,
+                "output_size",
+                size,
+                format!("needs {rank} values, one per spatial axis (or the whole output shape)"),
+            ));
         }
         Some(_) if output_padding.iter().any(|&p| p != 0) => {
             return Err(invalid(
