@@ -632,6 +632,47 @@ fn forward_on_bad_input_is_an_error() {
     assert_eq!(linear.forward(x(&[2, 4])).unwrap().shape(), [2, 2]);
 }
 
+/// PyTorch's `forward(x, output_size=..)`: the size picks the output padding per call (the
+/// layer's own is not used), given as spatial sizes or as a whole shape such as a skip
+/// connection's; the result is the op with the output padding PyTorch's rule gives,
+/// `op = output_size − o_min`.
+#[test]
+fn conv_transpose_layer_forward_with_output_size() {
+    let mut rng = StdRng::seed_from_u64(3);
+    // o_min = (5 − 1)·2 − 2·1 + 3 = 9: output sizes 9 and 10 map back to 5.
+    let opts = ConvTransposeOptions::new().stride(2).padding(1).output_padding(1);
+    let up = ConvTranspose2d::new::<f64>(3, 2, 3, opts, &mut rng).unwrap();
+    let tape = Tape::<f64>::new();
+    let x = tape.constant(random(&[2, 3, 5, 5], &mut rng));
+    let (w, b) = (up.weight.bind(&tape), up.bias.as_ref().map(|b| b.bind(&tape)));
+    for (size, op) in [(9, 0), (10, 1)] {
+        let expected = conv_transpose2d(
+            x,
+            w,
+            b,
+            &ConvTransposeOptions::new().stride(2).padding(1).output_padding(op),
+        )
+        .unwrap()
+        .value();
+        for output_size in [vec![size, size], vec![2, 2, size, size], vec![7, 99, size, size]] {
+            let y = up.forward_with_output_size(x, output_size.clone()).unwrap();
+            assert_eq!(y.shape(), [2, 2, size, size], "{output_size:?}");
+            assert_eq!(y.value(), expected, "{output_size:?}");
+        }
+    }
+    let before = tape.len();
+    match up.forward_with_output_size(x, [11, 11]) {
+        Err(Error::InvalidArgument { op, param, .. }) => {
+            assert_eq!((op, param), ("conv_transpose", "output_size"));
+        }
+        other => panic!(
+            "size 11 is out of reach of a 5-long input: {:?}",
+            other.map(|y| y.shape())
+        ),
+    }
+    assert_eq!(tape.len(), before, "a refused call records nothing");
+}
+
 // ----------------------------------------------------------------------------- safetensors
 
 fn temp_path(name: &str) -> std::path::PathBuf {

@@ -130,6 +130,48 @@ impl<T: Float> ConvTranspose<T> {
         self.bias = None;
         self
     }
+
+    /// The layer's forward with the output sized to `output_size`, as PyTorch's
+    /// `forward(x, output_size=..)`: one size per spatial axis, or a whole shape such as that
+    /// of the skip connection a U-Net decoder adds the output to (only its spatial sizes are
+    /// read). With stride > 1 several sizes map to one conv output; this picks one per call,
+    /// so the layer's own `output_padding` is not used.
+    ///
+    /// # Errors
+    /// As [`conv_transpose`], and [`crate::Error::InvalidArgument`] naming `output_size` for
+    /// a size the conv does not map back from `x` (outside `[o_min, o_min + stride − 1]`).
+    ///
+    /// # Example
+    /// ```
+    /// use adjoint::nn::ConvTranspose2d;
+    /// use adjoint::ops::conv::ConvTransposeOptions;
+    /// use adjoint::Tape;
+    /// use ndarray::ArrayD;
+    /// use rand::SeedableRng;
+    ///
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let up = ConvTranspose2d::new::<f64>(8, 4, 3, ConvTransposeOptions::new().stride(2).padding(1), &mut rng)?;
+    /// let tape = Tape::new();
+    /// let x = tape.constant(ArrayD::zeros(vec![1, 8, 5, 5]));
+    /// let skip = tape.constant(ArrayD::zeros(vec![1, 4, 10, 10])); // 9 or 10 map to 5
+    /// let y = up.forward_with_output_size(x, skip.shape())?;
+    /// assert_eq!(y.shape(), skip.shape());
+    /// # Ok::<(), adjoint::Error>(())
+    /// ```
+    pub fn forward_with_output_size<'t>(&self, x: Var<'t, T>, output_size: impl Into<PerAxis>) -> Result<Var<'t, T>> {
+        let tape = x.tape();
+        let options = ConvTransposeOptions {
+            output_padding: PerAxis::from(0),
+            ..self.options.clone()
+        }
+        .output_size(output_size);
+        conv_transpose(
+            x,
+            self.weight.bind(tape),
+            self.bias.as_ref().map(|b| b.bind(tape)),
+            &options,
+        )
+    }
 }
 
 macro_rules! weight_and_bias {
