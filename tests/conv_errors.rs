@@ -4,6 +4,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use adjoint::ops::conv::views::conv_transpose_matrix;
 use adjoint::ops::conv::{
     ConvOptions, ConvTransposeOptions, conv, conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d,
     conv1d, conv2d, conv3d,
@@ -981,5 +982,16 @@ fn whole_output_shape_as_output_size() {
                 || f(x, w, None, &short),
             );
         }
+        // The dense-matrix view validates through the same rule (its x is `[1, ..input]`).
+        let w = ArrayD::from_elem(IxDyn(&shape(&[3, 2], rank, 3)), 0.5);
+        let input = shape(&[3], rank, 4);
+        let base = ConvTransposeOptions::new().stride(2).padding(1);
+        let whole = base.clone().output_size(shape(&[1, 2], rank, 8));
+        let spatial = base.output_size(vec![8; rank]);
+        assert_eq!(
+            conv_transpose_matrix(&w, &input, &whole).unwrap(),
+            conv_transpose_matrix(&w, &input, &spatial).unwrap(),
+            "rank {rank}"
+        );
     }
 }

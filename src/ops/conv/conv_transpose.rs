@@ -109,21 +109,7 @@ fn conv_transpose_named<'t, T: Float>(
     opts: &ConvTransposeOptions,
 ) -> Result<Var<'t, T>> {
     let (x_shape, unbatched) = batched_shape(op, x, w)?;
-    // PyTorch also takes the whole output shape as `output_size` (`[n, c_out, o..]`, or
-    // `[c_out, o..]` unbatched) and reads only its spatial sizes.
-    let non_spatial = if unbatched { 1 } else { 2 };
-    let spatial_only;
-    let opts = match &opts.output_size {
-        Some(size) if size.len() == x_shape.len() - 2 + non_spatial => {
-            spatial_only = ConvTransposeOptions {
-                output_size: Some(size[non_spatial..].to_vec()),
-                ..opts.clone()
-            };
-            &spatial_only
-        }
-        _ => opts,
-    };
-    let shape = conv_transpose_shape(op, opts, &x_shape, &w.shape())?;
+    let shape = conv_transpose_shape(op, opts, unbatched, &x_shape, &w.shape())?;
     check_bias(op, b, shape.c_big)?;
     with_batch_axis(x, &x_shape, unbatched, |x| {
         add_bias(conv_transpose_with(x, w, shape)?, b)

@@ -406,10 +406,13 @@ pub(crate) fn conv_shape(op: &'static str, opts: &ConvOptions, x: &[usize], w: &
 }
 
 /// Validates a transposed conv and sizes its output.
-/// `x: [n, c_in, i..]`, `w: [c_in, c_out/g, k..]` → shape with small = `i..`, big = `o..`.
+/// `x: [n, c_in, i..]`, `w: [c_in, c_out/g, k..]` → shape with small = `i..`, big = `o..`;
+/// `unbatched` if the caller's `x` was `[c_in, i..]` (it decides what a whole-shape
+/// `output_size` looks like).
 pub(crate) fn conv_transpose_shape(
     op: &'static str,
     opts: &ConvTransposeOptions,
+    unbatched: bool,
     x: &[usize],
     w: &[usize],
 ) -> Result<ConvShape> {
@@ -443,7 +446,14 @@ pub(crate) fn conv_transpose_shape(
             ));
         }
     }
-    let wanted = match &opts.output_size {
+    // PyTorch also takes the whole output shape (`[n, c_out, o..]`, or `[c_out, o..]` for an
+    // unbatched `x`) and reads only its spatial sizes.
+    let non_spatial = if unbatched { 1 } else { 2 };
+    let requested = opts.output_size.as_deref().map(|size| match size.len() {
+        n if n == rank + non_spatial => &size[non_spatial..],
+        _ => size,
+    });
+    let wanted = match requested {
         Some(size) if size.len() != rank => {
             return Err(invalid(
                 op,
@@ -460,7 +470,7 @@ pub(crate) fn conv_transpose_shape(
                 "give output_size or output_padding, not both",
             ));
         }
-        other => other.clone(),
+        other => other.map(<[usize]>::to_vec),
     };
     let tf_mode = matches!(opts.padding, TransposePadding::TfSame | TransposePadding::TfValid);
     if tf_mode && output_padding.iter().any(|&p| p != 0) {

@@ -57,7 +57,7 @@ pub fn conv_transpose_matrix<T: Float>(
     input: &[usize],
     opts: &ConvTransposeOptions,
 ) -> Result<Array2<T>> {
-    let shape = conv_transpose_shape("conv_transpose_matrix", opts, &with_batch(input), w.shape())?;
+    let shape = conv_transpose_shape("conv_transpose_matrix", opts, false, &with_batch(input), w.shape())?;
     Ok(dense(&shape, w).reversed_axes().as_standard_layout().into_owned())
 }
 
@@ -151,7 +151,7 @@ pub fn conv_transpose_by_zero_insertion<T: Float>(
             format!("needs {} axes [n, c, spatial..]", w.ndim()),
         ));
     }
-    let shape = conv_transpose_shape(op, opts, x.shape(), w.shape())?;
+    let shape = conv_transpose_shape(op, opts, false, x.shape(), w.shape())?;
     let mut stretched = x.clone();
     for (a, ax) in shape.axes.iter().enumerate() {
         let axis = Axis(a + 2);
