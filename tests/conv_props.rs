@@ -346,15 +346,16 @@ impl Case {
         if self.unbatched() { 1 } else { 2 }
     }
 
-    /// The `output_size` to request, if any. One longer than the rank is, for an unbatched
-    /// input, PyTorch's other form, the whole output shape: its spatial sizes come last.
+    /// Whether `output_size` is PyTorch's other form, the whole output shape (`[n, c, o..]`,
+    /// or `[c, o..]` unbatched), whose spatial sizes come last.
+    fn whole_shape(&self) -> bool {
+        (self.output_size.as_ref()).is_some_and(|v| v.len() == self.rank + self.non_spatial())
+    }
+
+    /// The `output_size` to request, if any.
     fn requested_sizes(&self) -> Option<Vec<usize>> {
         let offsets = self.output_size.as_ref()?;
-        let lead = if offsets.len() == self.rank + self.non_spatial() {
-            self.non_spatial()
-        } else {
-            0
-        };
+        let lead = if self.whole_shape() { self.non_spatial() } else { 0 };
         Some(
             offsets
                 .iter()
@@ -384,7 +385,7 @@ impl Case {
         let mut requested = self.requested_sizes();
         // PyTorch takes the whole output shape too, and reads only its spatial sizes.
         if let Some(sizes) = &mut requested
-            && sizes.len() == r + self.non_spatial()
+            && self.whole_shape()
         {
             sizes.drain(..self.non_spatial());
         }
@@ -705,11 +706,7 @@ fn the_strategy_covers_valid_and_invalid_settings() {
             explicit_size += usize::from(c.output_size.is_some());
             zero_batch += usize::from(c.batch == 0 && c.layout == Layout::Batched);
             unbatched += usize::from(c.unbatched());
-            whole_shape += usize::from(
-                c.output_size
-                    .as_ref()
-                    .is_some_and(|v| v.len() == c.rank + c.non_spatial()),
-            );
+            whole_shape += usize::from(c.whole_shape());
         }
     }
     let counts = [
