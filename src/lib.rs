@@ -52,10 +52,10 @@ pub mod optim;
 pub mod tape;
 pub mod train;
 
-/// Pictures as PNG files: loss curves, image grids, heat maps of matrices.
-///
-/// The crate `adjoint-plot`, kept apart so that drawing code, which runs once per picture,
-/// builds in parallel with this crate and with fewer optimisations than its per-step code.
+// The crate `adjoint-plot`, kept apart so that drawing code, which runs once per picture,
+// builds in parallel with this crate and with fewer optimisations than its per-step code;
+// inlined, so its docs read as this module's.
+#[doc(inline)]
 pub use adjoint_plot as plot;
 
 pub use error::{Error, Result};
