@@ -159,17 +159,22 @@ impl<T: Float> ConvTranspose<T> {
     /// # Ok::<(), adjoint::Error>(())
     /// ```
     pub fn forward_with_output_size<'t>(&self, x: Var<'t, T>, output_size: impl Into<PerAxis>) -> Result<Var<'t, T>> {
-        let tape = x.tape();
         let options = ConvTransposeOptions {
             output_padding: PerAxis::from(0),
             ..self.options.clone()
         }
         .output_size(output_size);
+        self.forward_with(x, &options)
+    }
+
+    /// The op on this layer's weight and bias, with `options` in place of the layer's.
+    fn forward_with<'t>(&self, x: Var<'t, T>, options: &ConvTransposeOptions) -> Result<Var<'t, T>> {
+        let tape = x.tape();
         conv_transpose(
             x,
             self.weight.bind(tape),
             self.bias.as_ref().map(|b| b.bind(tape)),
-            &options,
+            options,
         )
     }
 }
@@ -201,13 +206,7 @@ impl<T: Float> Module<T> for Conv<T> {
 
 impl<T: Float> Module<T> for ConvTranspose<T> {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
-        let tape = x.tape();
-        conv_transpose(
-            x,
-            self.weight.bind(tape),
-            self.bias.as_ref().map(|b| b.bind(tape)),
-            &self.options,
-        )
+        self.forward_with(x, &self.options)
     }
     weight_and_bias!();
 }
