@@ -52,6 +52,27 @@ pub enum Error {
         /// Shape of the output.
         shape: Vec<usize>,
     },
+    /// An op was given values recorded on two different tapes (or a value of a tape other
+    /// than the one it ran on).
+    #[error("{op}: input {input} (%{id}) lives on another tape: every input of an op must be recorded on one tape")]
+    MixedTapes {
+        /// The refusing operation, with its settings.
+        op: String,
+        /// Which input (0 = first).
+        input: usize,
+        /// Its node id on its own tape.
+        id: usize,
+    },
+    /// A gradient rule returned something `backward` cannot use: too few or too many
+    /// gradients, one of the wrong shape, or one on another tape. Only a user-written [`crate::Op`]
+    /// can do this; adjoint's own rules are tested not to.
+    #[error("backward of {op}: {reason}")]
+    BadGradientRule {
+        /// The op whose rule misbehaved.
+        op: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// A weights file could not be read, written or matched to a model.
     #[error("{op}: {path}: {reason}")]
     Weights {
@@ -61,6 +82,20 @@ pub enum Error {
         path: String,
         /// What went wrong.
         reason: String,
+    },
+    /// An op's result (or a buffer it needs) could not be allocated: the machine lacks the
+    /// memory. Sizes above [`crate::ops::size::MAX_ELEMENTS`] are refused before trying, as
+    /// [`Error::InvalidArgument`].
+    #[error("{op}: cannot allocate {what} of {elements} elements ({bytes} bytes): out of memory")]
+    OutOfMemory {
+        /// The refusing operation.
+        op: &'static str,
+        /// What was being allocated (`"output"`, `"unrolled input"`, ...).
+        what: &'static str,
+        /// Its element count.
+        elements: usize,
+        /// Its size in bytes.
+        bytes: usize,
     },
     /// A dataset could not be read or split.
     #[error(transparent)]

@@ -121,10 +121,22 @@ impl<T: Float> Tape<T> {
     ///
     /// When recording is off (inside [`Tape::no_grad`]) or no input needs a gradient, the node is
     /// kept for its value and printing but `backward` passes through it without work.
-    pub fn record<'t>(&'t self, value: ArrayD<T>, inputs: &[Var<'t, T>], op: impl Op<T>) -> Var<'t, T> {
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if an input lives on another tape. Node ids are positions on
+    /// one tape, so recording a foreign input would make `backward` send its gradient to
+    /// whatever node of this tape has the same id: a wrong answer with no error.
+    pub fn record<'t>(&'t self, value: ArrayD<T>, inputs: &[Var<'t, T>], op: impl Op<T>) -> Result<Var<'t, T>> {
+        if let Some(k) = inputs.iter().position(|v| !std::ptr::eq(v.tape, self)) {
+            return Err(Error::MixedTapes {
+                op: op.name(),
+                input: k,
+                id: inputs[k].id,
+            });
+        }
         let requires_grad = self.recording.get() && inputs.iter().any(|v| v.requires_grad());
         let ids = inputs.iter().map(|v| v.id).collect();
-        self.push(Rc::new(value), ids, Kind::Op(Rc::new(op)), requires_grad)
+        Ok(self.push(Rc::new(value), ids, Kind::Op(Rc::new(op)), requires_grad))
     }
 
     fn push(&self, value: Rc<ArrayD<T>>, inputs: Vec<usize>, kind: Kind<T>, requires_grad: bool) -> Var<'_, T> {
@@ -238,7 +250,7 @@ impl<T: Float> Tape<T> {
         check_seed(self, y, &seed)?;
         let seed = self.constant(seed);
         let by_id = self.sweep(y, seed)?;
-        Ok(GradVars { by_id })
+        Ok(GradVars { tape: self, by_id })
     }
 
     /// The reverse sweep shared by both forms of backward. Returns, per node id up to `y`, the
@@ -262,6 +274,7 @@ impl<T: Float> Tape<T> {
             let rule = Rc::clone(op);
             drop(nodes);
             let input_grads = rule.backward(&inputs, Var { tape: self, id }, grad_y)?;
+            check_rule(&*rule, &inputs, &input_grads)?;
             for (x, grad_x) in inputs.iter().zip(input_grads) {
                 if let (Some(grad_x), true) = (grad_x, x.requires_grad()) {
                     accumulate(&mut grads[x.id], grad_x)?;
@@ -282,6 +295,36 @@ impl<T: Float> Tape<T> {
     fn value(&self, id: usize) -> Rc<ArrayD<T>> {
         Rc::clone(&self.nodes.borrow()[id].value)
     }
+}
+
+/// A gradient rule (possibly a user's [`Op`]) must give one gradient per input, each on this
+/// tape and of its input's shape; anything else would be summed into the wrong place silently.
+fn check_rule<'t, T: Float>(rule: &dyn Op<T>, inputs: &[Var<'t, T>], grads: &[Option<Var<'t, T>>]) -> Result<()> {
+    let bad = |reason: String| Error::BadGradientRule {
+        op: rule.name(),
+        reason,
+    };
+    if grads.len() != inputs.len() {
+        return Err(bad(format!(
+            "returned {} gradients for {} inputs",
+            grads.len(),
+            inputs.len()
+        )));
+    }
+    for (k, (x, g)) in inputs.iter().zip(grads).enumerate() {
+        let Some(g) = g else { continue };
+        if !std::ptr::eq(g.tape, x.tape) {
+            return Err(bad(format!("the gradient of input {k} lives on another tape")));
+        }
+        let nodes = x.tape.nodes.borrow();
+        let (g_shape, x_shape) = (nodes[g.id].value.shape(), nodes[x.id].value.shape());
+        if g_shape != x_shape {
+            return Err(bad(format!(
+                "the gradient of input {k} has shape {g_shape:?}, the input {x_shape:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The one place gradients meet: a value used twice receives the sum of both uses.
@@ -425,14 +468,24 @@ impl<T: Float> std::ops::Index<Var<'_, T>> for Grads<T> {
 }
 
 /// Leaf gradients from [`Tape::backward_graph`], as recorded [`Var`]s.
-#[derive(Debug)]
 pub struct GradVars<'t, T: Float> {
+    tape: &'t Tape<T>,
     by_id: Vec<Option<Var<'t, T>>>,
+}
+
+impl<T: Float> fmt::Debug for GradVars<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GradVars").field("by_id", &self.by_id).finish()
+    }
 }
 
 impl<'t, T: Float> GradVars<'t, T> {
     /// The gradient of `x` as a differentiable value, or `None` if the output does not depend on it.
     pub fn get(&self, x: Var<'t, T>) -> Option<Var<'t, T>> {
+        // Ids restart on every tape: a value of another tape has no gradient here.
+        if !std::ptr::eq(x.tape, self.tape) {
+            return None;
+        }
         self.by_id.get(x.id).copied().flatten()
     }
 }

@@ -302,10 +302,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     if args.padding == 0 {
         for (mode, same) in [("SAME", true), ("VALID", false)] {
+            // The flags are bounded to small sizes, so both fit; `None` would be a size past usize.
+            let default = tf_transpose_default_size(same, o, args.kernel, args.stride, args.dilation);
+            let allowed = tf_transpose_sizes(same, o, args.kernel, args.stride, args.dilation);
             println!(
-                "  TensorFlow {mode}: default output {}, explicit output_shape allowed in {:?}",
-                tf_transpose_default_size(same, o, args.kernel, args.stride, args.dilation),
-                tf_transpose_sizes(same, o, args.kernel, args.stride, args.dilation)
+                "  TensorFlow {mode}: default output {}, explicit output_shape allowed in {}",
+                default.map_or("beyond usize".into(), |n| n.to_string()),
+                allowed.map_or("nothing".into(), |r| format!("{r:?}"))
             );
         }
     }

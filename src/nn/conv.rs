@@ -7,6 +7,7 @@ use super::{Module, Parameter, default_bound, uniform};
 use crate::error::{Result, invalid};
 use crate::float::Float;
 use crate::ops::conv::{ConvOptions, ConvTransposeOptions, PerAxis, conv, conv_transpose};
+use crate::ops::size;
 use crate::tape::Var;
 
 /// Checks channel counts and the kernel against the rank, and returns the kernel per axis.
@@ -52,11 +53,13 @@ fn init_weight_and_bias<T: Float>(
     kernel: Vec<usize>,
     c_out: usize,
     rng: &mut impl Rng,
-) -> (Parameter<T>, Option<Parameter<T>>) {
+) -> Result<(Parameter<T>, Option<Parameter<T>>)> {
+    let shape: Vec<usize> = [a, b].into_iter().chain(kernel.iter().copied()).collect();
+    // The weight's size first: the fan-in below is a factor of it, so cannot wrap.
+    size::elements("init", "weight", &shape)?;
     let bound = default_bound(b * kernel.iter().product::<usize>());
-    let shape: Vec<usize> = [a, b].into_iter().chain(kernel).collect();
-    let weight = Parameter::new(uniform(&shape, bound, rng));
-    (weight, Some(Parameter::new(uniform(&[c_out], bound, rng))))
+    let weight = Parameter::new(uniform(&shape, bound, rng)?);
+    Ok((weight, Some(Parameter::new(uniform(&[c_out], bound, rng)?))))
 }
 
 /// A convolution layer of any rank (PyTorch's `nn.Conv{1,2,3}d`): `weight [c_out, c_in/g, k..]`,
@@ -84,7 +87,7 @@ impl<T: Float> Conv<T> {
         rng: &mut impl Rng,
     ) -> Result<Self> {
         let kernel = layer_kernel("Conv", rank, c_in, c_out, options.groups, kernel.into())?;
-        let (weight, bias) = init_weight_and_bias((c_out, c_in / options.groups), kernel, c_out, rng);
+        let (weight, bias) = init_weight_and_bias((c_out, c_in / options.groups), kernel, c_out, rng)?;
         Ok(Conv { weight, bias, options })
     }
 
@@ -121,7 +124,7 @@ impl<T: Float> ConvTranspose<T> {
         rng: &mut impl Rng,
     ) -> Result<Self> {
         let kernel = layer_kernel("ConvTranspose", rank, c_in, c_out, options.groups, kernel.into())?;
-        let (weight, bias) = init_weight_and_bias((c_in, c_out / options.groups), kernel, c_out, rng);
+        let (weight, bias) = init_weight_and_bias((c_in, c_out / options.groups), kernel, c_out, rng)?;
         Ok(ConvTranspose { weight, bias, options })
     }
 

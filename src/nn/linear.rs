@@ -31,8 +31,10 @@ impl<T: Float> Linear<T> {
         }
         let bound = default_bound(in_features);
         Ok(Linear {
-            weight: Parameter::new(uniform(&[out_features, in_features], bound, rng)),
-            bias: bias.then(|| Parameter::new(uniform(&[out_features], bound, rng))),
+            weight: Parameter::new(uniform(&[out_features, in_features], bound, rng)?),
+            bias: bias
+                .then(|| uniform(&[out_features], bound, rng).map(Parameter::new))
+                .transpose()?,
         })
     }
 }

@@ -35,11 +35,12 @@ pub use linear::Linear;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 use rand::{Rng, RngExt};
 
 use crate::error::Result;
 use crate::float::Float;
+use crate::ops::size;
 use crate::tape::{Grads, Tape, Var};
 
 /// A trainable array that outlives tapes.
@@ -246,8 +247,27 @@ impl<T: Float> Module<T> for LeakyRelu {
 
 /// Uniform values in `[−bound, bound)`: PyTorch's default initialisation draws weights with
 /// `kaiming_uniform_(a = √5)`, which is `bound = 1/√fan_in`, and biases with the same bound.
-pub fn uniform<T: Float>(shape: &[usize], bound: f64, rng: &mut impl Rng) -> ArrayD<T> {
-    ArrayD::from_shape_simple_fn(IxDyn(shape), || T::of(rng.random_range(-bound..bound)))
+///
+/// # Errors
+/// [`crate::Error::InvalidArgument`] if `bound` is not a finite number above 0, or `shape`
+/// holds more than [`crate::ops::size::MAX_ELEMENTS`]; [`crate::Error::OutOfMemory`] if the
+/// machine cannot hold it.
+pub fn uniform<T: Float>(shape: &[usize], bound: f64, rng: &mut impl Rng) -> Result<ArrayD<T>> {
+    if !(bound.is_finite() && bound > 0.0) {
+        return Err(crate::error::invalid(
+            "uniform",
+            "bound",
+            bound,
+            "must be a finite number above 0",
+        ));
+    }
+    let len = size::elements("uniform", "shape", shape)?;
+    let values = size::collect(
+        "uniform",
+        "shape",
+        (0..len).map(|_| T::of(rng.random_range(-bound..bound))),
+    )?;
+    size::array(shape, values)
 }
 
 /// PyTorch's `kaiming_uniform_(a = √5)` bound, `gain·√(3/fan_in)` with `gain = √(2/(1 + a²))`:

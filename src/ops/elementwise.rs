@@ -5,9 +5,9 @@
 
 use ndarray::{ArrayD, Zip};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::ops::broadcast_shape;
+use crate::ops::{broadcast_shape, size};
 use crate::tape::{Op, Var};
 
 #[derive(Clone, Copy, Debug)]
@@ -44,24 +44,15 @@ impl<T: Float> Op<T> for Binary {
 impl<'t, T: Float> Var<'t, T> {
     fn binary(self, other: Var<'t, T>, op: Binary, name: &'static str) -> Result<Var<'t, T>> {
         let (a, b) = (self.value(), other.value());
-        broadcast_shape(name, a.shape(), b.shape())?;
-        let y = if a.shape() == b.shape() {
-            // The common case (same shapes): one flat pass.
-            match op {
-                Binary::Add => zip_map(&a, &b, |a, b| a + b),
-                Binary::Sub => zip_map(&a, &b, |a, b| a - b),
-                Binary::Mul => zip_map(&a, &b, |a, b| a * b),
-                Binary::Div => zip_map(&a, &b, |a, b| a / b),
-            }
-        } else {
-            match op {
-                Binary::Add => &*a + &*b,
-                Binary::Sub => &*a - &*b,
-                Binary::Mul => &*a * &*b,
-                Binary::Div => &*a / &*b,
-            }
+        let shape = broadcast_shape(name, a.shape(), b.shape())?;
+        // One closure per op, each its own loop (a shared function pointer would not inline).
+        let y = match op {
+            Binary::Add => broadcast_map(name, &a, &b, &shape, |a, b| a + b)?,
+            Binary::Sub => broadcast_map(name, &a, &b, &shape, |a, b| a - b)?,
+            Binary::Mul => broadcast_map(name, &a, &b, &shape, |a, b| a * b)?,
+            Binary::Div => broadcast_map(name, &a, &b, &shape, |a, b| a / b)?,
         };
-        Ok(self.tape().record(y, &[self, other], op))
+        self.tape().record(y, &[self, other], op)
     }
 
     /// `self + other`, elementwise with broadcasting.
@@ -124,7 +115,14 @@ impl Unary {
             Unary::Log => x.ln(),
             Unary::Sqrt => x.sqrt(),
             Unary::Powf(p) => x.powf(T::of(p)),
-            Unary::Relu => x.max(T::zero()),
+            // Not `x.max(0)`, which drops a NaN for the 0: PyTorch's ReLU keeps NaN (and -0).
+            Unary::Relu => {
+                if x < T::zero() {
+                    T::zero()
+                } else {
+                    x
+                }
+            }
             Unary::LeakyRelu(a) => {
                 if x > T::zero() {
                     x
@@ -147,41 +145,72 @@ impl Unary {
             Unary::Log => g.div(x),
             Unary::Sqrt => g.div(y)?.mul_scalar(0.5),
             Unary::Powf(p) => g.mul(x.powf(p - 1.0)?)?.mul_scalar(p),
-            Unary::Relu => g.times_slope(Slope::Piecewise(0.0), x),
-            Unary::LeakyRelu(a) => g.times_slope(Slope::Piecewise(a), x),
+            Unary::Relu => g.times_slope(Slope::Relu, x),
+            Unary::LeakyRelu(a) => g.times_slope(Slope::Leaky(a), x),
             Unary::Sigmoid => g.times_slope(Slope::Sigmoid, y),
             Unary::Tanh => g.times_slope(Slope::Tanh, y),
         }
     }
 }
 
-/// `f(a)` elementwise, in one flat pass when `a` is contiguous.
-fn map<T: Float>(a: &ArrayD<T>, f: impl Fn(T) -> T) -> ArrayD<T> {
+/// `f(a, b)` elementwise over the broadcast `shape` of `a` and `b`: one flat pass when the shapes
+/// are equal (the common case); otherwise the output, which broadcasting can make far larger
+/// than either input, is checked and reserved first.
+fn broadcast_map<T: Float>(
+    op: &'static str,
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    shape: &[usize],
+    f: impl Fn(T, T) -> T,
+) -> Result<ArrayD<T>> {
+    if a.shape() == b.shape() {
+        return zip_map(op, a, b, f);
+    }
+    let mut y = size::zeros(op, "output", shape)?;
+    let (Some(a), Some(b)) = (a.broadcast(y.raw_dim()), b.broadcast(y.raw_dim())) else {
+        return Err(Error::ShapeMismatch {
+            op,
+            lhs: a.shape().to_vec(),
+            rhs: b.shape().to_vec(),
+            reason: "do not broadcast".into(),
+        });
+    };
+    Zip::from(&mut y).and(&a).and(&b).for_each(|y, &a, &b| *y = f(a, b));
+    Ok(y)
+}
+
+/// `f(a)` elementwise, in one flat pass when `a` is contiguous (tape values always are), into a
+/// buffer reserved with `try_reserve`.
+fn map<T: Float>(op: &'static str, a: &ArrayD<T>, f: impl Fn(T) -> T) -> Result<ArrayD<T>> {
     match a.as_slice() {
-        Some(xs) => {
-            ArrayD::from_shape_vec(a.raw_dim(), xs.iter().map(|&x| f(x)).collect()).expect("same length as `a`")
-        }
-        None => a.mapv(f),
+        Some(xs) => size::array(a.shape(), size::collect(op, "output", xs.iter().map(|&x| f(x)))?),
+        None => Ok(a.mapv(f)),
     }
 }
 
-/// `f(a, b)` elementwise for two arrays of one shape, in one flat pass when both are contiguous.
-fn zip_map<T: Float>(a: &ArrayD<T>, b: &ArrayD<T>, f: impl Fn(T, T) -> T) -> ArrayD<T> {
+/// `f(a, b)` elementwise for two arrays of one shape, as [`map`].
+fn zip_map<T: Float>(op: &'static str, a: &ArrayD<T>, b: &ArrayD<T>, f: impl Fn(T, T) -> T) -> Result<ArrayD<T>> {
     match (a.as_slice(), b.as_slice()) {
         (Some(xs), Some(ys)) => {
-            let out = xs.iter().zip(ys).map(|(&x, &y)| f(x, y)).collect();
-            ArrayD::from_shape_vec(a.raw_dim(), out).expect("same length as `a`")
+            let out = size::collect(op, "output", xs.iter().zip(ys).map(|(&x, &y)| f(x, y)))?;
+            size::array(a.shape(), out)
         }
-        _ => Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)),
+        _ => Ok(Zip::from(a).and(b).map_collect(|&x, &y| f(x, y))),
     }
 }
 
 /// An activation's slope, as a function of what its backward keeps: the input `x` for the
 /// piecewise-linear ones, the output `y` for sigmoid and tanh.
+///
+/// At a NaN input the two piecewise slopes differ, as in PyTorch: ReLU's backward asks
+/// `x ≤ 0` (false for NaN, so slope 1, passing the gradient on), LeakyReLU's asks `x > 0`
+/// (false for NaN, so the negative slope).
 #[derive(Clone, Copy, Debug)]
 enum Slope {
-    /// 1 for `x > 0`, the given slope otherwise (ReLU: 0).
-    Piecewise(f64),
+    /// 0 for `x ≤ 0`, 1 otherwise (NaN included).
+    Relu,
+    /// 1 for `x > 0`, the given slope otherwise (NaN included).
+    Leaky(f64),
     /// σ' = σ(1 − σ), from `y = σ`.
     Sigmoid,
     /// tanh' = 1 − tanh², from `y = tanh`.
@@ -191,7 +220,14 @@ enum Slope {
 impl Slope {
     fn at<T: Float>(self, v: T) -> T {
         match self {
-            Slope::Piecewise(a) => {
+            Slope::Relu => {
+                if v <= T::zero() {
+                    T::zero()
+                } else {
+                    T::one()
+                }
+            }
+            Slope::Leaky(a) => {
                 if v > T::zero() {
                     T::one()
                 } else {
@@ -222,7 +258,7 @@ impl<T: Float> Op<T> for TimesSlope {
         let grad_v = match self.0 {
             _ if !v.requires_grad() => None,
             // Piecewise constant: no gradient of its own.
-            Slope::Piecewise(_) => None,
+            Slope::Relu | Slope::Leaky(_) => None,
             // d/dv [v(1 − v)] = 1 − 2v
             Slope::Sigmoid => Some(gg.mul(g)?.mul(v.mul_scalar(-2.0)?.add_scalar(1.0)?)?),
             // d/dv [1 − v²] = −2v
@@ -237,11 +273,12 @@ impl<'t, T: Float> Var<'t, T> {
         let (g, v_value) = (self.value(), v.value());
         // One loop per slope, as in `unary`.
         let y = match slope {
-            Slope::Piecewise(a) => zip_map(&g, &v_value, |g, v| g * Slope::Piecewise(a).at(v)),
-            Slope::Sigmoid => zip_map(&g, &v_value, |g, v| g * Slope::Sigmoid.at(v)),
-            Slope::Tanh => zip_map(&g, &v_value, |g, v| g * Slope::Tanh.at(v)),
+            Slope::Relu => zip_map("times_slope", &g, &v_value, |g, v| g * Slope::Relu.at(v))?,
+            Slope::Leaky(a) => zip_map("times_slope", &g, &v_value, |g, v| g * Slope::Leaky(a).at(v))?,
+            Slope::Sigmoid => zip_map("times_slope", &g, &v_value, |g, v| g * Slope::Sigmoid.at(v))?,
+            Slope::Tanh => zip_map("times_slope", &g, &v_value, |g, v| g * Slope::Tanh.at(v))?,
         };
-        Ok(self.tape().record(y, &[self, v], TimesSlope(slope)))
+        self.tape().record(y, &[self, v], TimesSlope(slope))
     }
 }
 
@@ -280,10 +317,10 @@ impl<'t, T: Float> Var<'t, T> {
         // one element at a time (measured with its backward, `times_slope`: ~8% of a small
         // autoencoder's training-step instructions).
         let y = match op {
-            Unary::Relu => map(&x, |v| Unary::Relu.f(v)),
-            _ => map(&x, |v| op.f(v)),
+            Unary::Relu => map("relu", &x, |v| Unary::Relu.f(v))?,
+            _ => map("unary", &x, |v| op.f(v))?,
         };
-        Ok(self.tape().record(y, &[self], op))
+        self.tape().record(y, &[self], op)
     }
 
     /// `-self`.

@@ -4,7 +4,7 @@ use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::error::{Error, Result, bad_shape, invalid};
 use crate::float::Float;
-use crate::ops::check_axis;
+use crate::ops::{check_axis, size};
 use crate::tape::{Op, Var};
 
 fn same_shape<T: Float>(op: &'static str, a: Var<'_, T>, b: Var<'_, T>) -> Result<()> {
@@ -31,8 +31,9 @@ pub fn mse_loss<'t, T: Float>(pred: Var<'t, T>, target: Var<'t, T>) -> Result<Va
 
 /// Binary cross-entropy on logits, averaged: PyTorch's `BCEWithLogitsLoss()`.
 ///
-/// Per element `max(z, 0) − z·t + ln(1 + e^(−|z|))`, which equals
-/// `−t·ln σ(z) − (1−t)·ln(1−σ(z))` but never overflows.
+/// Per element `(1 − t)·z − ln σ(z)` with `ln σ(z) = min(z, 0) − ln(1 + e^(−|z|))`, which
+/// equals `−t·ln σ(z) − (1−t)·ln(1−σ(z))` but never overflows: PyTorch's formula, so infinite
+/// logits give what PyTorch gives (`z = +∞, t = 0`: +∞; `z = −∞, t = 0`: NaN).
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] if the shapes differ.
@@ -43,10 +44,10 @@ pub fn bce_with_logits<'t, T: Float>(logits: Var<'t, T>, target: Var<'t, T>) -> 
     let total = z
         .iter()
         .zip(t.iter())
-        .map(|(&z, &t)| z.max(T::zero()) - z * t + (-z.abs()).exp().ln_1p())
+        .map(|(&z, &t)| (T::one() - t) * z - (z.min(T::zero()) - (-z.abs()).exp().ln_1p()))
         .fold(T::zero(), |a, b| a + b);
     let y = ArrayD::from_elem(IxDyn(&[]), total / n);
-    Ok(logits.tape().record(y, &[logits, target], BceWithLogits))
+    logits.tape().record(y, &[logits, target], BceWithLogits)
 }
 
 struct BceWithLogits;
@@ -104,7 +105,7 @@ impl<'t, T: Float> Var<'t, T> {
             .mapv(|s| s.ln())
             .insert_axis(Axis(axis));
         let y = shifted - &lse;
-        Ok(self.tape().record(y, &[self], LogSoftmax { axis }))
+        self.tape().record(y, &[self], LogSoftmax { axis })
     }
 
     /// `softmax(x)` along `axis`: `e^(log_softmax(x))`.
@@ -141,7 +142,7 @@ pub fn softmax_cross_entropy<'t, T: Float>(logits: Var<'t, T>, target: Var<'t, T
 /// # Errors
 /// [`Error::InvalidArgument`] if a label is not below `classes`.
 pub fn one_hot<'t, T: Float>(tape: &'t crate::Tape<T>, labels: &[usize], classes: usize) -> Result<Var<'t, T>> {
-    let mut y = ArrayD::zeros(IxDyn(&[labels.len(), classes]));
+    let mut y = size::zeros("one_hot", "output", &[labels.len(), classes])?;
     for (i, &c) in labels.iter().enumerate() {
         if c >= classes {
             return Err(invalid(

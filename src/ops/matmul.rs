@@ -5,9 +5,9 @@ use ndarray::{ArrayD, ArrayView2, Ix2, IxDyn};
 
 use crate::error::{Error, Result, bad_shape};
 use crate::float::Float;
-use crate::ops::broadcast_shape;
 use crate::ops::gemm::gemm;
 use crate::ops::unravel;
+use crate::ops::{broadcast_shape, size};
 use crate::tape::{Op, Var};
 
 struct MatMul;
@@ -58,7 +58,7 @@ fn matmul_array<T: Float>(a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>> {
     };
     let a = a.broadcast(IxDyn(&with(batch.clone(), m, k))).expect("checked");
     let b = b.broadcast(IxDyn(&with(batch.clone(), k, n))).expect("checked");
-    let mut y = ArrayD::zeros(IxDyn(&with(batch.clone(), m, n)));
+    let mut y = size::zeros("matmul", "output", &with(batch.clone(), m, n))?;
     let count: usize = batch.iter().product();
     // Broadcast views are not contiguous; index matrices one batch element at a time.
     let mut y3 = y.view_mut().into_shape_with_order((count, m, n)).expect("fresh array");
@@ -88,6 +88,6 @@ impl<'t, T: Float> Var<'t, T> {
     /// inner sizes differ or the batch axes do not broadcast.
     pub fn matmul(self, other: Var<'t, T>) -> Result<Var<'t, T>> {
         let y = matmul_array(&self.value(), &other.value())?;
-        Ok(self.tape().record(y, &[self, other], MatMul))
+        self.tape().record(y, &[self, other], MatMul)
     }
 }

@@ -11,6 +11,7 @@ pub mod loss;
 pub mod matmul;
 pub mod reduce;
 pub mod shape;
+pub mod size;
 
 use crate::error::{Error, Result};
 

@@ -5,7 +5,7 @@ use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 
 use crate::error::{Error, Result, invalid};
 use crate::float::Float;
-use crate::ops::{broadcast_shape, check_axis};
+use crate::ops::{broadcast_shape, check_axis, size};
 use crate::tape::{Op, Var};
 
 /// Sum over `axes` (sorted, distinct), keeping them as size-1 axes or dropping them.
@@ -136,7 +136,7 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn sum_axes(self, axes: &[usize], keepdims: bool) -> Result<Var<'t, T>> {
         let axes = reduction_axes("sum", axes, self.ndim())?;
         let y = sum_axes_array(&self.value(), &axes, keepdims);
-        Ok(self.tape().record(y, &[self], Sum { axes, keepdims }))
+        self.tape().record(y, &[self], Sum { axes, keepdims })
     }
 
     /// Mean of all elements, as a 0-d value. The mean of nothing is NaN, as in PyTorch.
@@ -182,7 +182,7 @@ impl<'t, T: Float> Var<'t, T> {
                 y = y.sum_axis(Axis(a)).insert_axis(Axis(a));
             }
         }
-        Ok(self.tape().record(y, &[self], SumTo))
+        self.tape().record(y, &[self], SumTo)
     }
 
     /// Repeats the value along size-1 (and new leading) axes to reach `shape`.
@@ -194,6 +194,8 @@ impl<'t, T: Float> Var<'t, T> {
         if from == shape {
             return Ok(self);
         }
+        // A broadcast can be far larger than its input: its size is checked and reserved first.
+        let mut y = size::zeros("broadcast_to", "shape", shape)?;
         let x = self.value();
         let Some(view) = x.broadcast(IxDyn(shape)) else {
             return Err(Error::ShapeMismatch {
@@ -203,7 +205,7 @@ impl<'t, T: Float> Var<'t, T> {
                 reason: "the value's shape does not broadcast to the target shape".into(),
             });
         };
-        let y = view.to_owned();
-        Ok(self.tape().record(y, &[self], BroadcastTo))
+        y.assign(&view);
+        self.tape().record(y, &[self], BroadcastTo)
     }
 }

@@ -1,11 +1,11 @@
 //! Ops that move elements without changing them: reshape, permute, concat, slice.
 //! Their gradients move the gradient back the same way.
 
-use ndarray::{ArrayD, Axis, IxDyn, Slice};
+use ndarray::{Axis, IxDyn, Slice};
 
 use crate::error::{Error, Result, bad_shape, invalid};
 use crate::float::Float;
-use crate::ops::check_axis;
+use crate::ops::{check_axis, size};
 use crate::tape::{Op, Var};
 
 struct Reshape;
@@ -110,7 +110,8 @@ impl<'t, T: Float> Var<'t, T> {
         if from == shape {
             return Ok(self);
         }
-        if from.iter().product::<usize>() != shape.iter().product::<usize>() {
+        // Checked: a product that wraps could otherwise equal the input's count by accident.
+        if size::elements("reshape", "shape", shape)? != from.iter().product::<usize>() {
             return Err(bad_shape(
                 "reshape",
                 "x",
@@ -119,8 +120,8 @@ impl<'t, T: Float> Var<'t, T> {
             ));
         }
         let x = self.value();
-        let y = ArrayD::from_shape_vec(IxDyn(shape), x.iter().copied().collect()).expect("element counts were checked");
-        Ok(self.tape().record(y, &[self], Reshape))
+        let y = size::array(shape, size::collect("reshape", "output", x.iter().copied())?)?;
+        self.tape().record(y, &[self], Reshape)
     }
 
     /// Reorders the axes: output axis `i` is input axis `axes[i]` (PyTorch's `permute`).
@@ -144,7 +145,7 @@ impl<'t, T: Float> Var<'t, T> {
             .permuted_axes(IxDyn(axes))
             .as_standard_layout()
             .into_owned();
-        Ok(self.tape().record(y, &[self], Permute { axes: axes.to_vec() }))
+        self.tape().record(y, &[self], Permute { axes: axes.to_vec() })
     }
 
     /// Swaps two axes (for a matrix, the transpose).
@@ -201,7 +202,7 @@ impl<'t, T: Float> Var<'t, T> {
             ));
         }
         let y = self.value().slice_axis(Axis(axis), Slice::from(start..end)).to_owned();
-        Ok(self.tape().record(y, &[self], SliceOp { axis, start, end }))
+        self.tape().record(y, &[self], SliceOp { axis, start, end })
     }
 
     /// Adds `before` and `after` zeros along `axis`.
@@ -212,11 +213,12 @@ impl<'t, T: Float> Var<'t, T> {
         let mut shape = self.shape();
         check_axis("pad_axis", axis, shape.len())?;
         let n = shape[axis];
-        shape[axis] += before + after;
-        let mut y = ArrayD::zeros(IxDyn(&shape));
+        shape[axis] =
+            size::add("pad_axis", "before", n, before).and_then(|m| size::add("pad_axis", "after", m, after))?;
+        let mut y = size::zeros("pad_axis", "output", &shape)?;
         y.slice_axis_mut(Axis(axis), Slice::from(before..before + n))
             .assign(&*self.value());
-        Ok(self.tape().record(y, &[self], PadAxis { axis, before, after }))
+        self.tape().record(y, &[self], PadAxis { axis, before, after })
     }
 }
 
@@ -249,7 +251,16 @@ pub fn concat<'t, T: Float>(xs: &[Var<'t, T>], axis: usize) -> Result<Var<'t, T>
         }
     }
     let values: Vec<_> = xs.iter().map(|x| x.value()).collect();
-    let views: Vec<_> = values.iter().map(|v| v.view()).collect();
-    let y = ndarray::concatenate(Axis(axis), &views).expect("shapes were checked");
-    Ok(first.tape().record(y, xs, Concat { axis }))
+    let mut shape = shape0;
+    shape[axis] = values[1..]
+        .iter()
+        .try_fold(shape[axis], |n, v| size::add("concat", "xs", n, v.len_of(Axis(axis))))?;
+    let mut y = size::zeros("concat", "output", &shape)?;
+    let mut at = 0;
+    for v in &values {
+        let n = v.len_of(Axis(axis));
+        y.slice_axis_mut(Axis(axis), Slice::from(at..at + n)).assign(&**v);
+        at += n;
+    }
+    first.tape().record(y, xs, Concat { axis })
 }

@@ -1,7 +1,7 @@
 //! Convolution: the *gather* `y[o] = Σ_t w[t] · x[o·s + t·d − p]`, the matrix `A`.
 //! Its backward is the transposed conv's forward (`Aᵀ`), in [`Conv::backward`].
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 
 use super::conv_transpose::conv_transpose_with;
 use super::correlate::correlate;
@@ -10,6 +10,7 @@ use super::options::{ConvOptions, conv_shape};
 use super::{add_bias, batched_shape, check_bias, describe, with_batch_axis};
 use crate::error::Result;
 use crate::float::Float;
+use crate::ops::size;
 use crate::tape::{Op, Var};
 
 /// The conv node: it keeps only its geometry; `x` and `w` are its inputs on the tape.
@@ -48,17 +49,22 @@ impl<T: Float> Op<T> for Conv {
 /// Also the backward of the transposed conv.
 pub(crate) fn conv_with<'t, T: Float>(x: Var<'t, T>, w: Var<'t, T>, shape: ConvShape) -> Result<Var<'t, T>> {
     let (xv, wv) = (x.value(), w.value());
-    let y = kernels::gather(&shape, contiguous(&xv), contiguous(&wv));
-    Ok(record_conv(x, w, y, shape))
+    let y = kernels::gather(&shape, contiguous(&xv), contiguous(&wv))?;
+    record_conv(x, w, y, shape)
 }
 
 /// Records `y` (the gather of `x` with `w`) as the conv node.
-pub(super) fn record_conv<'t, T: Float>(x: Var<'t, T>, w: Var<'t, T>, y: Vec<T>, shape: ConvShape) -> Var<'t, T> {
+pub(super) fn record_conv<'t, T: Float>(
+    x: Var<'t, T>,
+    w: Var<'t, T>,
+    y: Vec<T>,
+    shape: ConvShape,
+) -> Result<Var<'t, T>> {
     let dims: Vec<usize> = [shape.batch, shape.c_small]
         .into_iter()
         .chain(shape.small.iter().copied())
         .collect();
-    let y = ArrayD::from_shape_vec(IxDyn(&dims), y).expect("gather fills the whole output");
+    let y = size::array(&dims, y)?;
     x.tape().record(y, &[x, w], Conv { shape })
 }
 

@@ -1,8 +1,6 @@
 //! Transposed convolution: the *scatter* `y[o·s + t·d − p] += w[t] · x[o]`, the matrix `Aᵀ`.
 //! Its backward is the conv's forward (`A`), in [`ConvTranspose::backward`].
 
-use ndarray::{ArrayD, IxDyn};
-
 use super::conv::{contiguous, conv_with};
 use super::correlate::{conv_and_correlate, correlate};
 use super::kernels::{self, ConvShape};
@@ -10,6 +8,7 @@ use super::options::{ConvTransposeOptions, conv_transpose_shape};
 use super::{add_bias, batched_shape, check_bias, describe, with_batch_axis};
 use crate::error::Result;
 use crate::float::Float;
+use crate::ops::size;
 use crate::tape::{Op, Var};
 
 /// The transposed-conv node.
@@ -35,7 +34,7 @@ impl<T: Float> Op<T> for ConvTranspose {
         let (x, w) = (inputs[0], inputs[1]);
         if x.requires_grad() && w.requires_grad() {
             // Both at once: the same two ops, sharing their unroll of `grad_y`.
-            let (grad_x, grad_w) = conv_and_correlate(grad_y, w, x, self.shape.clone());
+            let (grad_x, grad_w) = conv_and_correlate(grad_y, w, x, self.shape.clone())?;
             return Ok(vec![Some(grad_x), Some(grad_w)]);
         }
         let grad_x = x
@@ -54,13 +53,13 @@ impl<T: Float> Op<T> for ConvTranspose {
 /// `[n, c_out, big..]`. Also the backward of the conv.
 pub(crate) fn conv_transpose_with<'t, T: Float>(x: Var<'t, T>, w: Var<'t, T>, shape: ConvShape) -> Result<Var<'t, T>> {
     let (xv, wv) = (x.value(), w.value());
-    let y = kernels::scatter(&shape, contiguous(&xv), contiguous(&wv));
+    let y = kernels::scatter(&shape, contiguous(&xv), contiguous(&wv))?;
     let dims: Vec<usize> = [shape.batch, shape.c_big]
         .into_iter()
         .chain(shape.big.iter().copied())
         .collect();
-    let y = ArrayD::from_shape_vec(IxDyn(&dims), y).expect("scatter fills the whole output");
-    Ok(x.tape().record(y, &[x, w], ConvTranspose { shape }))
+    let y = size::array(&dims, y)?;
+    x.tape().record(y, &[x, w], ConvTranspose { shape })
 }
 
 /// Transposed convolution of any spatial rank (taken from `w`), PyTorch's

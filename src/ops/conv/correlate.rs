@@ -2,14 +2,13 @@
 //! its output side (`small`). For a conv, `big = x` and `small = grad_y`; for a transposed conv
 //! the roles swap: `big = grad_y`, `small = x`.
 
-use ndarray::{ArrayD, IxDyn};
-
 use super::conv::{contiguous, conv_with, record_conv};
 use super::conv_transpose::conv_transpose_with;
 use super::describe;
 use super::kernels::{self, ConvShape};
 use crate::error::Result;
 use crate::float::Float;
+use crate::ops::size;
 use crate::tape::{Op, Var};
 
 struct Correlate {
@@ -41,8 +40,8 @@ impl<T: Float> Op<T> for Correlate {
 /// `big: [n, c_big, big..]`, `small: [n, c_small, small..]` → `[c_small, c_big/g, k..]`.
 pub(crate) fn correlate<'t, T: Float>(big: Var<'t, T>, small: Var<'t, T>, shape: ConvShape) -> Result<Var<'t, T>> {
     let (bv, sv) = (big.value(), small.value());
-    let w = kernels::correlate(&shape, contiguous(&bv), contiguous(&sv));
-    Ok(record_correlate(big, small, w, shape))
+    let w = kernels::correlate(&shape, contiguous(&bv), contiguous(&sv))?;
+    record_correlate(big, small, w, shape)
 }
 
 /// The transposed conv's backward: [`conv_with`]`(big, w)` and [`correlate`]`(big, small)`,
@@ -53,20 +52,25 @@ pub(crate) fn conv_and_correlate<'t, T: Float>(
     w: Var<'t, T>,
     small: Var<'t, T>,
     shape: ConvShape,
-) -> (Var<'t, T>, Var<'t, T>) {
+) -> Result<(Var<'t, T>, Var<'t, T>)> {
     let (bv, wv, sv) = (big.value(), w.value(), small.value());
-    let (y, grad_w) = kernels::gather_and_correlate(&shape, contiguous(&bv), contiguous(&wv), contiguous(&sv));
-    (
-        record_conv(big, w, y, shape.clone()),
-        record_correlate(big, small, grad_w, shape),
-    )
+    let (y, grad_w) = kernels::gather_and_correlate(&shape, contiguous(&bv), contiguous(&wv), contiguous(&sv))?;
+    Ok((
+        record_conv(big, w, y, shape.clone())?,
+        record_correlate(big, small, grad_w, shape)?,
+    ))
 }
 
-fn record_correlate<'t, T: Float>(big: Var<'t, T>, small: Var<'t, T>, w: Vec<T>, shape: ConvShape) -> Var<'t, T> {
+fn record_correlate<'t, T: Float>(
+    big: Var<'t, T>,
+    small: Var<'t, T>,
+    w: Vec<T>,
+    shape: ConvShape,
+) -> Result<Var<'t, T>> {
     let dims: Vec<usize> = [shape.c_small, shape.c_big / shape.groups]
         .into_iter()
         .chain(shape.axes.iter().map(|a| a.kernel))
         .collect();
-    let w = ArrayD::from_shape_vec(IxDyn(&dims), w).expect("correlate fills the whole weight");
+    let w = size::array(&dims, w)?;
     big.tape().record(w, &[big, small], Correlate { shape })
 }

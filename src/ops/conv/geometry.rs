@@ -9,11 +9,20 @@
 //! ```
 //!
 //! The floor makes the conv many-to-one: the `s` sizes `i, i+1, …, i+s−1` starting at the
-//! smallest one give the same `o`. `a = (i + p_b + p_a − k_e) mod s` counts the trailing input
-//! cells the conv never reads; a transposed conv with `op = a` returns exactly size `i`. That
-//! is how the backward of a conv gets its input's size back.
+//! smallest one give the same `o`. `a = (i + p_b + p_a − k_e) mod s` counts the cells at the
+//! end of the padded input past the last window; a transposed conv with `op = a` returns
+//! exactly size `i`. That is how the backward of a conv gets its input's size back.
+//!
+//! Every formula is computed exactly (in `u128`): a size that does not fit comes back as
+//! `None`, never wrapped, and the ops refuse it with an error naming the setting. Extents are
+//! further bounded by [`MAX_EXTENT`], and element counts by [`crate::ops::size::MAX_ELEMENTS`].
 
 use std::ops::RangeInclusive;
+
+/// The largest extent adjoint indexes along one axis, padding included: `2⁶³ − 1`, PyTorch's
+/// limit too (its sizes are `int64`). Every position `o·s + t·d` of the index map is below
+/// the padded extent, so with this bound none of the kernels' index arithmetic can wrap.
+pub const MAX_EXTENT: usize = isize::MAX as usize;
 
 /// One spatial axis of a convolution, described as the conv sees it (input → output).
 /// The transposed conv with the same settings maps the other way.
@@ -43,37 +52,71 @@ impl AxisGeometry {
         }
     }
 
-    /// The span the kernel covers: `k_e = d·(k − 1) + 1`.
+    /// The span the kernel covers: `k_e = d·(k − 1) + 1`, saturating at `usize::MAX` (a span
+    /// no input holds, which every method here then treats as "does not fit").
     pub fn effective_kernel(&self) -> usize {
-        self.dilation * (self.kernel.max(1) - 1) + 1
+        usize::try_from(self.span()).unwrap_or(usize::MAX)
+    }
+
+    /// `k_e` exactly: every sum and product below is of two `usize`s at most three deep, so
+    /// `u128` holds it; what does not fit `usize` at the end is `None`, never a wrapped size.
+    pub(crate) fn span(&self) -> u128 {
+        wide(self.dilation) * wide(self.kernel.max(1) - 1) + 1
+    }
+
+    /// The padded input size `i + p_b + p_a`, exactly.
+    fn padded(&self, i: usize) -> u128 {
+        wide(i) + wide(self.pad_before) + wide(self.pad_after)
+    }
+
+    /// The padded input size `i + p_b + p_a`, if it is at most [`MAX_EXTENT`].
+    pub fn padded_size(&self, i: usize) -> Option<usize> {
+        narrow(self.padded(i)).filter(|&n| n <= MAX_EXTENT)
+    }
+
+    /// A transposed conv's output before cropping, `(o − 1)·s + k_e + op`, if `o ≥ 1` and it
+    /// is at most [`MAX_EXTENT`].
+    pub fn full_transpose_size(&self, o: usize, output_padding: usize) -> Option<usize> {
+        narrow(self.full_transpose(o, output_padding)?).filter(|&n| n <= MAX_EXTENT)
     }
 
     /// Conv output size `⌊(i + p_b + p_a − k_e)/s⌋ + 1`, or `None` when the padded input is
-    /// smaller than the effective kernel.
+    /// smaller than the effective kernel (or the stride is 0, or the size exceeds `usize`).
     pub fn conv_output_size(&self, i: usize) -> Option<usize> {
-        let padded = i + self.pad_before + self.pad_after;
-        let k_e = self.effective_kernel();
-        (padded >= k_e && self.stride > 0).then(|| (padded - k_e) / self.stride + 1)
+        let (padded, k_e) = (self.padded(i), self.span());
+        (padded >= k_e && self.stride > 0)
+            .then(|| (padded - k_e) / wide(self.stride) + 1)
+            .and_then(narrow)
+    }
+
+    /// The full output of a transposed conv before any cropping, `(o − 1)·s + k_e + op`,
+    /// exactly; `None` for `o = 0` or beyond `u128`.
+    fn full_transpose(&self, o: usize, output_padding: usize) -> Option<u128> {
+        wide(o.checked_sub(1)?)
+            .checked_mul(wide(self.stride))?
+            .checked_add(self.span())?
+            .checked_add(wide(output_padding))
     }
 
     /// Transposed conv output size `(o − 1)·s + k_e − p_b − p_a + op`, or `None` if it is
-    /// below 1 (or `o` is 0).
+    /// below 1, `o` is 0, or it exceeds `usize`.
     pub fn conv_transpose_output_size(&self, o: usize, output_padding: usize) -> Option<usize> {
-        let full = (o.checked_sub(1)? * self.stride + self.effective_kernel() + output_padding) as isize;
-        let size = full - (self.pad_before + self.pad_after) as isize;
-        (size >= 1).then_some(size as usize)
+        let full = self.full_transpose(o, output_padding)?;
+        let cropped = wide(self.pad_before) + wide(self.pad_after);
+        full.checked_sub(cropped).filter(|&n| n >= 1).and_then(narrow)
     }
 
-    /// The trailing input cells a conv of input size `i` never reads:
-    /// `a = (i + p_b + p_a − k_e) mod s`, the output padding that recovers `i`.
+    /// `(i + p_b + p_a − k_e) mod s`: the cells at the end of the *padded* input past the
+    /// last window (padding or input), and the output padding that recovers `i`.
     /// `None` if the conv is not defined for `i`.
     pub fn unread(&self, i: usize) -> Option<usize> {
         self.conv_output_size(i)?;
-        Some((i + self.pad_before + self.pad_after - self.effective_kernel()) % self.stride)
+        narrow((self.padded(i) - self.span()) % wide(self.stride))
     }
 
     /// Every input size the conv maps to output size `o` (the many-to-one relation): `s`
-    /// consecutive sizes, fewer if the smallest would be below 1. `None` if there are none.
+    /// consecutive sizes, fewer if the smallest would be below 1. `None` if there are none,
+    /// or if the largest exceeds `usize`.
     pub fn conv_input_sizes(&self, o: usize) -> Option<RangeInclusive<usize>> {
         let smallest = self.conv_transpose_output_size(o, 0);
         let largest = self.conv_transpose_output_size(o, self.stride.checked_sub(1)?)?;
@@ -83,43 +126,58 @@ impl AxisGeometry {
     /// The shared index map of conv and transposed conv: output cell `o` and kernel tap `t`
     /// meet input cell `o·s + t·d − p_b`, or the padding (`None`).
     pub fn source(&self, o: usize, t: usize, i: usize) -> Option<usize> {
-        let pos = (o * self.stride + t * self.dilation) as isize - self.pad_before as isize;
-        (0..i as isize).contains(&pos).then_some(pos as usize)
+        let reach = wide(o) * wide(self.stride) + wide(t) * wide(self.dilation);
+        let pos = reach.checked_sub(wide(self.pad_before))?;
+        (pos < wide(i)).then_some(pos as usize)
     }
+}
+
+/// A `usize` in the type all size arithmetic here is done in.
+fn wide(v: usize) -> u128 {
+    v as u128
+}
+
+/// Back to `usize`, if it fits.
+fn narrow(v: u128) -> Option<usize> {
+    usize::try_from(v).ok()
 }
 
 /// The TensorFlow helpers below are plain formulas; a kernel, stride or dilation of 0 (which
 /// no conv has, and which the ops refuse before using them) is read as 1 so they never panic.
-fn tf_effective_kernel(kernel: usize, dilation: usize) -> usize {
-    dilation.max(1) * (kernel.max(1) - 1) + 1
+/// Each returns `None` where a size would exceed `usize`.
+fn tf_effective_kernel(kernel: usize, dilation: usize) -> u128 {
+    AxisGeometry::new(kernel, 1, 0, dilation.max(1)).span()
 }
 
 /// TensorFlow's `SAME` for a conv: output `⌈i/s⌉`; the total padding
 /// `max((o − 1)·s + k_e − i, 0)` is split with the smaller half before.
 /// Returns `(o, pad_before, pad_after)`.
-pub fn tf_same(i: usize, kernel: usize, stride: usize, dilation: usize) -> (usize, usize, usize) {
+pub fn tf_same(i: usize, kernel: usize, stride: usize, dilation: usize) -> Option<(usize, usize, usize)> {
     let (k_e, stride) = (tf_effective_kernel(kernel, dilation), stride.max(1));
     let o = i.div_ceil(stride);
-    let total = ((o.saturating_sub(1)) * stride + k_e).saturating_sub(i);
-    (o, total / 2, total - total / 2)
+    let total = (wide(o.saturating_sub(1)) * wide(stride) + k_e).saturating_sub(wide(i));
+    Some((o, narrow(total / 2)?, narrow(total - total / 2)?))
 }
 
 /// TensorFlow's `VALID` for a conv: no padding, output `⌈(i − k_e + 1)/s⌉` (0 if the kernel
 /// does not fit).
 pub fn tf_valid(i: usize, kernel: usize, stride: usize, dilation: usize) -> usize {
     let k_e = tf_effective_kernel(kernel, dilation);
-    (i + 1).saturating_sub(k_e).div_ceil(stride.max(1))
+    let o = (wide(i) + 1).saturating_sub(k_e).div_ceil(wide(stride.max(1)));
+    // At most `i`, so it fits.
+    o as usize
 }
 
 /// The default output size of a TensorFlow/Keras transposed conv with no explicit output
 /// shape: `SAME` gives `i·s`, `VALID` gives `i·s + max(k_e − s, 0)`.
-pub fn tf_transpose_default_size(same: bool, i: usize, kernel: usize, stride: usize, dilation: usize) -> usize {
+pub fn tf_transpose_default_size(same: bool, i: usize, kernel: usize, stride: usize, dilation: usize) -> Option<usize> {
     let k_e = tf_effective_kernel(kernel, dilation);
-    if same {
-        i * stride
+    let stretched = wide(i) * wide(stride);
+    narrow(if same {
+        stretched
     } else {
-        i * stride + k_e.saturating_sub(stride)
-    }
+        stretched.checked_add(k_e.saturating_sub(wide(stride)))?
+    })
 }
 
 /// The explicit output sizes a TensorFlow transposed conv accepts: those the forward conv with
@@ -131,14 +189,18 @@ pub fn tf_transpose_sizes(
     kernel: usize,
     stride: usize,
     dilation: usize,
-) -> RangeInclusive<usize> {
-    let k_e = dilation * (kernel - 1) + 1;
-    let base = i.saturating_sub(1) * stride;
-    if same {
-        base + 1..=i * stride
+) -> Option<RangeInclusive<usize>> {
+    let k_e = tf_effective_kernel(kernel, dilation);
+    let (base, s) = (wide(i.saturating_sub(1)) * wide(stride), wide(stride));
+    let (lo, hi) = if same {
+        (base + 1, wide(i) * s)
     } else {
-        base + k_e..=base + k_e + stride - 1
-    }
+        (
+            base.checked_add(k_e)?,
+            base.checked_add(k_e)?.checked_add(s.saturating_sub(1))?,
+        )
+    };
+    Some(narrow(lo)?..=narrow(hi)?)
 }
 
 /// For a TensorFlow transposed conv of input size `i` and chosen output size `n`, the padding
@@ -151,9 +213,9 @@ pub fn tf_transpose_axis(
     kernel: usize,
     stride: usize,
     dilation: usize,
-) -> (AxisGeometry, usize) {
+) -> Option<(AxisGeometry, usize)> {
     let (pad_before, pad_after) = if same {
-        let (_, b, a) = tf_same(n, kernel, stride, dilation);
+        let (_, b, a) = tf_same(n, kernel, stride, dilation)?;
         (b, a)
     } else {
         (0, 0)
@@ -166,8 +228,9 @@ pub fn tf_transpose_axis(
         pad_after,
     };
     // Saturates at 0 for an `n` outside `tf_transpose_sizes`, which callers check first.
-    let op = (n + pad_before + pad_after).saturating_sub(i.saturating_sub(1) * stride + axis.effective_kernel());
-    (axis, op)
+    let reached = wide(i.saturating_sub(1)) * wide(stride) + axis.span();
+    let op = axis.padded(n).saturating_sub(reached);
+    Some((axis, narrow(op)?))
 }
 
 #[cfg(test)]
@@ -199,17 +262,17 @@ mod tests {
     #[test]
     fn tf_same_and_valid_follow_tensorflow() {
         // SAME: 5 with stride 2 → 3, total padding (3−1)·2 + 3 − 5 = 2, split 1/1.
-        assert_eq!(tf_same(5, 3, 2, 1), (3, 1, 1));
+        assert_eq!(tf_same(5, 3, 2, 1), Some((3, 1, 1)));
         // Even total split with the extra cell after: 6, k 4, s 2 → 3, total 2+... = (2·2+4−6)=2.
-        assert_eq!(tf_same(6, 4, 2, 1), (3, 1, 1));
-        assert_eq!(tf_same(6, 3, 2, 1), (3, 0, 1));
+        assert_eq!(tf_same(6, 4, 2, 1), Some((3, 1, 1)));
+        assert_eq!(tf_same(6, 3, 2, 1), Some((3, 0, 1)));
         assert_eq!(tf_valid(5, 3, 2, 1), 2);
         assert_eq!(tf_valid(2, 3, 1, 1), 0);
-        assert_eq!(tf_transpose_default_size(true, 3, 3, 2, 1), 6);
-        assert_eq!(tf_transpose_default_size(false, 3, 3, 2, 1), 7);
+        assert_eq!(tf_transpose_default_size(true, 3, 3, 2, 1), Some(6));
+        assert_eq!(tf_transpose_default_size(false, 3, 3, 2, 1), Some(7));
         for same in [true, false] {
-            for n in tf_transpose_sizes(same, 3, 3, 2, 1) {
-                let (ax, op) = tf_transpose_axis(same, 3, n, 3, 2, 1);
+            for n in tf_transpose_sizes(same, 3, 3, 2, 1).unwrap() {
+                let (ax, op) = tf_transpose_axis(same, 3, n, 3, 2, 1).unwrap();
                 assert_eq!(ax.conv_output_size(n), Some(3));
                 assert_eq!(ax.conv_transpose_output_size(3, op), Some(n));
             }

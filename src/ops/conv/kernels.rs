@@ -27,8 +27,10 @@ use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
 use self::shifts::Shifts;
 use super::geometry::AxisGeometry;
+use crate::error::Result;
 use crate::float::Float;
 use crate::ops::gemm::gemm;
+use crate::ops::size;
 use crate::ops::unravel;
 
 mod shifts;
@@ -604,7 +606,11 @@ impl Blocks {
 impl ConvShape {
     /// Multiply-adds of one of the three kernels (they all do the same count).
     fn flops(&self) -> usize {
-        self.batch * self.c_small * self.small_len() * (self.c_big / self.groups) * self.taps()
+        // Saturating: only compared with a threshold, and a product of validated sizes can
+        // still exceed `usize` for an op too large to finish anyway.
+        [self.c_small, self.small_len(), self.c_big / self.groups, self.taps()]
+            .into_iter()
+            .fold(self.batch, usize::saturating_mul)
     }
 
     /// Images per matrix product: enough that its long side has a few thousand columns (tiny
@@ -629,7 +635,10 @@ thread_local! {
 
 impl<T: Float> Scratch<T> {
     /// This thread's pair, taken out of its slot (a nested call would find none and allocate).
-    fn take(cols: usize, rows: usize) -> Self {
+    ///
+    /// # Errors
+    /// [`crate::Error::OutOfMemory`] if a buffer must grow and cannot.
+    fn take(cols: usize, rows: usize) -> Result<Self> {
         let found = SCRATCH.with(|slots| {
             let mut slots = slots.borrow_mut();
             let at = slots.iter().position(|b| b.is::<Scratch<T>>())?;
@@ -646,10 +655,11 @@ impl<T: Float> Scratch<T> {
         // the old buffer rather than copying it.
         for (buffer, len) in [(&mut scratch.cols, cols), (&mut scratch.rows, rows)] {
             if buffer.len() < len {
-                *buffer = vec![T::zero(); len];
+                *buffer = Vec::new();
+                *buffer = size::zeroed("conv", "unrolled input", len)?;
             }
         }
-        scratch
+        Ok(scratch)
     }
 
     fn give_back(self) {
@@ -664,9 +674,11 @@ fn for_chunks<T: Float>(
     b: &Blocks,
     images: std::ops::Range<usize>,
     mut f: impl FnMut((usize, usize, usize), &mut [T], &mut [T]),
-) {
+) -> Result<()> {
     let chunk = shape.chunk();
-    let mut scratch = Scratch::<T>::take(b.unrolled_rows() * chunk * b.small_len, b.small_g * chunk * b.small_len);
+    let width = size::mul("conv", "unrolled input", chunk, b.small_len)?;
+    let cols = size::mul("conv", "unrolled input", b.unrolled_rows(), width)?;
+    let mut scratch = Scratch::<T>::take(cols, b.small_g * width)?;
     let mut first = images.start;
     while first < images.end {
         let m = chunk.min(images.end - first);
@@ -681,10 +693,19 @@ fn for_chunks<T: Float>(
         first += m;
     }
     scratch.give_back();
+    Ok(())
+}
+
+/// Runs every half's result through `?`: the first error wins.
+fn all_ok<R>(halves: Vec<Result<R>>) -> Result<Vec<R>> {
+    halves.into_iter().collect()
 }
 
 /// Conv forward. `big: [n, c_big, big..]`, `w: [c_small, c_big/g, k..]` → `[n, c_small, small..]`.
-pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> {
+///
+/// # Errors
+/// [`crate::Error::OutOfMemory`] if the output or the scratch buffers cannot be allocated.
+pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Result<Vec<T>> {
     match Shifts::new(shape) {
         Some(shifts) => shifts.gather(shape, big, w),
         None => gather_unrolled(shape, big, w),
@@ -692,24 +713,28 @@ pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> 
 }
 
 /// [`gather`] through the full unroll.
-fn gather_unrolled<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> {
+fn gather_unrolled<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Result<Vec<T>> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let per_image = shape.c_small * b.small_len;
-    let mut small = vec![T::zero(); shape.batch * per_image];
-    split_batch(&mut small, per_image, shape.flops(), |images, out| {
+    let mut small = size::zeroed("conv", "output", shape.batch * per_image)?;
+    let halves = split_batch(&mut small, per_image, shape.flops(), |images, out| {
         let start = images.start;
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
             let cols_m = b.unrolled(&map, big, (first, m, g), cols);
             let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
             b.product_to_small((w_g, cols_m), (m, g), rows, &mut out[(first - start) * per_image..]);
-        });
+        })
     });
-    small
+    all_ok(halves)?;
+    Ok(small)
 }
 
 /// Transposed conv forward. `small: [n, c_small, small..]`, `w: [c_small, c_big/g, k..]` →
 /// `[n, c_big, big..]`.
-pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T> {
+///
+/// # Errors
+/// As [`gather`].
+pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Result<Vec<T>> {
     match Shifts::new(shape) {
         Some(shifts) => shifts.scatter(shape, small, w),
         None => scatter_unrolled(shape, small, w),
@@ -717,11 +742,11 @@ pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<
 }
 
 /// [`scatter`] through the full unroll.
-fn scatter_unrolled<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T> {
+fn scatter_unrolled<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Result<Vec<T>> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let per_image = shape.c_big * b.big_len;
-    let mut big = vec![T::zero(); shape.batch * per_image];
-    split_batch(&mut big, per_image, shape.flops(), |images, out| {
+    let mut big = size::zeroed("conv_transpose", "output", shape.batch * per_image)?;
+    let halves = split_batch(&mut big, per_image, shape.flops(), |images, out| {
         // `big` comes from calloc, untouched: its pages would be first *read* by `fold`'s `+=`,
         // mapping the shared zero page, and then copied on write, each copy flushing the TLB of
         // the other thread too (measured: a quarter of W5's backward). Writing the zeros first
@@ -749,14 +774,18 @@ fn scatter_unrolled<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T>
                 .map(|image| &mut image[g * per_group..][..per_group])
                 .collect();
             map.fold(cols, &mut images);
-        });
+        })
     });
-    big
+    all_ok(halves)?;
+    Ok(big)
 }
 
 /// The weight gradient of both ops. `big: [n, c_big, big..]`, `small: [n, c_small, small..]` →
 /// `[c_small, c_big/g, k..]`, summed over the batch (per half of the batch, then the halves).
-pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Vec<T> {
+///
+/// # Errors
+/// As [`gather`].
+pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Result<Vec<T>> {
     match Shifts::new(shape) {
         Some(shifts) => shifts.correlate(shape, big, small),
         None => correlate_unrolled(shape, big, small),
@@ -764,7 +793,7 @@ pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> 
 }
 
 /// [`correlate`] through the full unroll.
-fn correlate_unrolled<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Vec<T> {
+fn correlate_unrolled<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Result<Vec<T>> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let len = shape.c_small * b.unrolled_rows();
     // One weight-sized partial sum per half of the batch, added in a fixed order. Each group's
@@ -772,58 +801,69 @@ fn correlate_unrolled<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Ve
     // long side then runs along the result's rows, which the GEMM measured ~1.5x faster at.
     let mut images = vec![(); shape.batch];
     let parts = split_batch(&mut images, 1, shape.flops(), |images, _| {
-        let mut w_t = vec![T::zero(); len];
+        let mut w_t = size::zeroed("conv", "weight gradient", len)?;
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
             let cols_m = b.unrolled(&map, big, (first, m, g), cols);
             let small_m = b.small_rows(small, (first, m, g), rows);
             let w_g = ArrayViewMut2::from_shape((b.small_g, b.unrolled_rows()).f(), &mut w_t[b.weight(g)])
                 .expect("sizes come from ConvShape");
             gemm(small_m, cols_m.t(), true, w_g);
-        });
-        w_t
+        })?;
+        Ok(w_t)
     });
-    weight_from_parts(shape, &b, parts)
+    weight_from_parts(shape, &b, all_ok(parts)?)
 }
 
 /// Sums the per-half weight gradients in a fixed order and lays each group's block out
 /// row-major, `[c_small/g, c_big/g·taps]`.
-fn weight_from_parts<T: Float>(shape: &ConvShape, b: &Blocks, parts: Vec<Vec<T>>) -> Vec<T> {
+fn weight_from_parts<T: Float>(shape: &ConvShape, b: &Blocks, parts: Vec<Vec<T>>) -> Result<Vec<T>> {
     let len = shape.c_small * b.unrolled_rows();
-    let w_t = sum_parts(parts, len);
-    let mut w = vec![T::zero(); len];
+    let w_t = sum_parts(parts, len)?;
+    let mut w = size::zeroed("conv", "weight gradient", len)?;
     for g in 0..shape.groups {
         let from = ArrayView2::from_shape((b.small_g, b.unrolled_rows()).f(), &w_t[b.weight(g)])
             .expect("sizes come from ConvShape");
         matrix_mut(&mut w[b.weight(g)], b.small_g, b.unrolled_rows()).assign(&from);
     }
-    w
+    Ok(w)
 }
 
 /// The per-half weight gradients (`len` values each) summed in a fixed order, so the bits do
 /// not depend on which thread finished first.
-fn sum_parts<T: Float>(parts: Vec<Vec<T>>, len: usize) -> Vec<T> {
+fn sum_parts<T: Float>(parts: Vec<Vec<T>>, len: usize) -> Result<Vec<T>> {
     let mut parts = parts.into_iter();
-    let mut sum = parts.next().unwrap_or_else(|| vec![T::zero(); len]);
+    let mut sum = match parts.next() {
+        Some(first) => first,
+        None => size::zeroed("conv", "weight gradient", len)?,
+    };
     for part in parts {
         sum.iter_mut().zip(part).for_each(|(a, b)| *a += b);
     }
-    sum
+    Ok(sum)
 }
 
 /// [`gather`]`(big, w)` and [`correlate`]`(big, small)` from one unroll of `big`: the
 /// transposed conv's backward needs both, on the same `big` (its upstream gradient). Same
 /// halves, chunks and order of sums as the two kernels run apart, so the same bits.
-pub(crate) fn gather_and_correlate<T: Float>(shape: &ConvShape, big: &[T], w: &[T], small: &[T]) -> (Vec<T>, Vec<T>) {
+///
+/// # Errors
+/// As [`gather`].
+pub(crate) fn gather_and_correlate<T: Float>(
+    shape: &ConvShape,
+    big: &[T],
+    w: &[T],
+    small: &[T],
+) -> Result<(Vec<T>, Vec<T>)> {
     if let Some(shifts) = Shifts::new(shape) {
         return shifts.gather_and_correlate(shape, big, w, small);
     }
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let per_image = shape.c_small * b.small_len;
     let len = shape.c_small * b.unrolled_rows();
-    let mut gathered = vec![T::zero(); shape.batch * per_image];
+    let mut gathered = size::zeroed("conv", "output", shape.batch * per_image)?;
     let parts = split_batch(&mut gathered, per_image, shape.flops(), |images, out| {
         let start = images.start;
-        let mut w_t = vec![T::zero(); len];
+        let mut w_t = size::zeroed("conv", "weight gradient", len)?;
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
             let cols_m = b.unrolled(&map, big, (first, m, g), cols);
             let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
@@ -833,10 +873,11 @@ pub(crate) fn gather_and_correlate<T: Float>(shape: &ConvShape, big: &[T], w: &[
             let grad_g = ArrayViewMut2::from_shape((b.small_g, b.unrolled_rows()).f(), &mut w_t[b.weight(g)])
                 .expect("sizes come from ConvShape");
             gemm(small_m, cols_m.t(), true, grad_g);
-        });
-        w_t
+        })?;
+        Ok(w_t)
     });
-    (gathered, weight_from_parts(shape, &b, parts))
+    let grad_w = weight_from_parts(shape, &b, all_ok(parts)?)?;
+    Ok((gathered, grad_w))
 }
 
 #[cfg(test)]
@@ -878,11 +919,15 @@ mod tests {
             let big = values(batch * c_big * side * side, 1);
             let small = values(batch * c_small * o * o, 2);
             let w = values(c_small * (c_big / groups) * k * k, 3);
-            let (gathered, correlated) = gather_and_correlate(&shape, &big, &w, &small);
-            assert_eq!(gathered, gather(&shape, &big, &w), "gather, batch {batch} side {side}");
+            let (gathered, correlated) = gather_and_correlate(&shape, &big, &w, &small).unwrap();
+            assert_eq!(
+                gathered,
+                gather(&shape, &big, &w).unwrap(),
+                "gather, batch {batch} side {side}"
+            );
             assert_eq!(
                 correlated,
-                correlate(&shape, &big, &small),
+                correlate(&shape, &big, &small).unwrap(),
                 "correlate, batch {batch} side {side}"
             );
         }

@@ -135,7 +135,7 @@ fn add_bias<'t, T: Float>(y: Var<'t, T>, b: Option<Var<'t, T>>) -> Result<Var<'t
         out.extend(chunk.iter().map(|&v| v + bias));
     }
     let out = ndarray::ArrayD::from_shape_vec(yv.raw_dim(), out).expect("same size as y");
-    Ok(y.tape().record(out, &[y, b], ChannelBias))
+    y.tape().record(out, &[y, b], ChannelBias)
 }
 
 /// The bias add of conv layers: `y[n, c, ..] + b[c]`.

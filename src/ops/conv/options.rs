@@ -1,9 +1,10 @@
 //! Settings of the conv family, PyTorch's names and defaults, and their validation into a
 //! [`ConvShape`] the kernels run on. Every invalid setting is refused here, before any work.
 
-use super::geometry::{AxisGeometry, tf_transpose_axis, tf_transpose_default_size, tf_transpose_sizes};
+use super::geometry::{AxisGeometry, MAX_EXTENT, tf_transpose_axis, tf_transpose_default_size, tf_transpose_sizes};
 use super::kernels::ConvShape;
 use crate::error::{Error, Result, bad_shape, invalid};
+use crate::ops::size;
 
 /// A setting given once for every spatial axis (`2`) or per axis (`[2, 1]`), like PyTorch's
 /// `int or tuple` arguments.
@@ -338,16 +339,12 @@ pub(crate) fn conv_shape(op: &'static str, opts: &ConvOptions, x: &[usize], w: &
     let (c_in, c_out, g) = (x[1], w[0], opts.groups);
     divisible(op, "in_channels", c_in, g)?;
     divisible(op, "out_channels", c_out, g)?;
-    if w[1] * g != c_in {
+    if w[1].checked_mul(g) != Some(c_in) {
         return Err(Error::ShapeMismatch {
             op,
             lhs: x.to_vec(),
             rhs: w.to_vec(),
-            reason: format!(
-                "x has {c_in} channels but w expects {} × groups {g} = {}",
-                w[1],
-                w[1] * g
-            ),
+            reason: format!("x has {c_in} channels but w expects {} × groups {g}", w[1]),
         });
     }
     let pads: Vec<(usize, usize)> = match &opts.padding {
@@ -358,12 +355,25 @@ pub(crate) fn conv_shape(op: &'static str, opts: &ConvOptions, x: &[usize], w: &
             if stride.iter().any(|&s| s != 1) {
                 return Err(invalid(op, "stride", &stride, "padding 'same' needs stride 1"));
             }
-            (0..rank)
-                .map(|a| {
-                    let total = dilation[a] * (kernel[a] - 1);
-                    (total / 2, total - total / 2)
-                })
-                .collect()
+            let mut pads = Vec::with_capacity(rank);
+            for a in 0..rank {
+                let span = AxisGeometry::new(kernel[a], 1, 0, dilation[a]).effective_kernel();
+                if span > MAX_EXTENT {
+                    return Err(invalid(
+                        op,
+                        "dilation",
+                        &dilation,
+                        format!(
+                            "axis {a}: padding 'same' of d·(k − 1) = {}·{} exceeds {MAX_EXTENT}",
+                            dilation[a],
+                            kernel[a] - 1
+                        ),
+                    ));
+                }
+                let total = span - 1;
+                pads.push((total / 2, total - total / 2));
+            }
+            pads
         }
     };
     let axes: Vec<AxisGeometry> = (0..rank)
@@ -376,24 +386,33 @@ pub(crate) fn conv_shape(op: &'static str, opts: &ConvOptions, x: &[usize], w: &
         })
         .collect();
     let big = x[2..].to_vec();
-    let small = axes
-        .iter()
-        .zip(&big)
-        .map(|(ax, &i)| {
-            ax.conv_output_size(i).ok_or_else(|| {
-                bad_shape(
-                    op,
-                    "x",
-                    x,
-                    format!(
-                        "padded input size {} is smaller than the effective kernel {} (kernel size can't be greater than actual input size)",
-                        i + ax.pad_before + ax.pad_after,
-                        ax.effective_kernel()
-                    ),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut small = Vec::with_capacity(rank);
+    for (a, (ax, &i)) in axes.iter().zip(&big).enumerate() {
+        let padded = ax.padded_size(i).ok_or_else(|| {
+            invalid(
+                op,
+                "padding",
+                &pads,
+                format!(
+                    "axis {a}: the padded input {i} + {} + {} exceeds {MAX_EXTENT} (2^63 − 1), the largest size adjoint indexes",
+                    ax.pad_before, ax.pad_after
+                ),
+            )
+        })?;
+        let o = ax.conv_output_size(i).ok_or_else(|| {
+            bad_shape(
+                op,
+                "x",
+                x,
+                format!(
+                    "padded input size {padded} is smaller than the effective kernel {} (kernel size can't be greater than actual input size)",
+                    ax.span()
+                ),
+            )
+        })?;
+        small.push(o);
+    }
+    output_elements(op, x[0], w[0], &small)?;
     Ok(ConvShape {
         batch: x[0],
         c_big: c_in,
@@ -403,6 +422,13 @@ pub(crate) fn conv_shape(op: &'static str, opts: &ConvOptions, x: &[usize], w: &
         small,
         axes,
     })
+}
+
+/// Refuses an output `[n, c, spatial..]` of more than [`size::MAX_ELEMENTS`] before anything is
+/// allocated.
+fn output_elements(op: &'static str, n: usize, c: usize, spatial: &[usize]) -> Result<()> {
+    let dims: Vec<usize> = [n, c].into_iter().chain(spatial.iter().copied()).collect();
+    size::elements(op, "output", &dims).map(|_| ())
 }
 
 /// Validates a transposed conv and sizes its output.
@@ -489,9 +515,17 @@ pub(crate) fn conv_transpose_shape(
         let (axis, n) = match &opts.padding {
             TransposePadding::TfSame | TransposePadding::TfValid => {
                 let same = opts.padding == TransposePadding::TfSame;
+                let too_large = || {
+                    invalid(
+                        op,
+                        "stride",
+                        &stride,
+                        format!("axis {a}: the output of an input of {i} does not fit in usize"),
+                    )
+                };
                 let n = match &wanted {
                     Some(size) => {
-                        let allowed = tf_transpose_sizes(same, i, k, s, d);
+                        let allowed = tf_transpose_sizes(same, i, k, s, d).ok_or_else(too_large)?;
                         if !allowed.contains(&size[a]) {
                             return Err(invalid(
                                 op,
@@ -504,9 +538,9 @@ pub(crate) fn conv_transpose_shape(
                         }
                         size[a]
                     }
-                    None => tf_transpose_default_size(same, i, k, s, d),
+                    None => tf_transpose_default_size(same, i, k, s, d).ok_or_else(too_large)?,
                 };
-                (tf_transpose_axis(same, i, n, k, s, d).0, n)
+                (tf_transpose_axis(same, i, n, k, s, d).ok_or_else(too_large)?.0, n)
             }
             TransposePadding::Symmetric(_) | TransposePadding::Asymmetric(_) => {
                 let (pad_before, pad_after) = match &opts.padding {
@@ -535,32 +569,60 @@ pub(crate) fn conv_transpose_shape(
                                     op,
                                     "output_size",
                                     size,
-                                    format!("axis {a} must lie in {allowed}: the sizes a conv with these settings maps back to {i}"),
+                                    format!(
+                                        "axis {a} must lie in {allowed}: the sizes a conv with these settings maps back to {i}"
+                                    ),
                                 ));
                             }
                         }
                     }
-                    None => axis.conv_transpose_output_size(i, output_padding[a]).ok_or_else(|| {
-                        invalid(
-                            op,
-                            "padding",
-                            (pad_before, pad_after),
-                            format!(
-                                "crops the whole output of axis {a}: (i−1)·s + k_e + output_padding = {} (output size too small)",
-                                (i - 1) * s + axis.effective_kernel() + output_padding[a]
-                            ),
-                        )
-                    })?,
+                    None => {
+                        let full = axis.full_transpose_size(i, output_padding[a]).ok_or_else(|| {
+                            invalid(
+                                op,
+                                "stride",
+                                &stride,
+                                format!(
+                                    "axis {a}: the full output (i − 1)·s + d·(k − 1) + 1 + output_padding = ({i} − 1)·{s} + {d}·{} + 1 + {} exceeds {MAX_EXTENT} (2^63 − 1), the largest size adjoint indexes",
+                                    k - 1,
+                                    output_padding[a]
+                                ),
+                            )
+                        })?;
+                        axis.conv_transpose_output_size(i, output_padding[a]).ok_or_else(|| {
+                            invalid(
+                                op,
+                                "padding",
+                                (pad_before, pad_after),
+                                format!(
+                                    "crops the whole output of axis {a}: (i−1)·s + k_e + output_padding = {full} (output size too small)"
+                                ),
+                            )
+                        })?
+                    }
                 };
                 (axis, n)
             }
         };
+        // The conv this is the adjoint of reads `n` padded: that extent bounds its indices.
+        if axis.padded_size(n).is_none() {
+            return Err(invalid(
+                op,
+                "padding",
+                (axis.pad_before, axis.pad_after),
+                format!(
+                    "axis {a}: the output {n} plus its cropped cells exceeds {MAX_EXTENT} (2^63 − 1), the largest size adjoint indexes"
+                ),
+            ));
+        }
         axes.push(axis);
         big.push(n);
     }
+    let c_out = size::mul(op, "groups", w[1], g)?;
+    output_elements(op, x[0], c_out, &big)?;
     Ok(ConvShape {
         batch: x[0],
-        c_big: w[1] * g,
+        c_big: c_out,
         c_small: c_in,
         groups: g,
         big,

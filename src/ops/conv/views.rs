@@ -16,7 +16,7 @@ use super::kernels::ConvShape;
 use super::options::{ConvOptions, ConvTransposeOptions, conv_shape, conv_transpose_shape};
 use crate::error::{Result, bad_shape};
 use crate::float::Float;
-use crate::ops::unravel;
+use crate::ops::{size, unravel};
 use crate::tape::Tape;
 
 /// The dense matrix `A` of a conv on one image of shape `input = [c_in, i..]`:
@@ -44,7 +44,7 @@ use crate::tape::Tape;
 /// ```
 pub fn conv_matrix<T: Float>(w: &ArrayD<T>, input: &[usize], opts: &ConvOptions) -> Result<Array2<T>> {
     let shape = conv_shape("conv_matrix", opts, &with_batch(input), w.shape())?;
-    Ok(dense(&shape, w))
+    dense("conv_matrix", &shape, w)
 }
 
 /// The dense matrix of a transposed conv on one image of shape `input = [c_in, i..]`: the
@@ -58,7 +58,10 @@ pub fn conv_transpose_matrix<T: Float>(
     opts: &ConvTransposeOptions,
 ) -> Result<Array2<T>> {
     let shape = conv_transpose_shape("conv_transpose_matrix", opts, false, &with_batch(input), w.shape())?;
-    Ok(dense(&shape, w).reversed_axes().as_standard_layout().into_owned())
+    Ok(dense("conv_transpose_matrix", &shape, w)?
+        .reversed_axes()
+        .as_standard_layout()
+        .into_owned())
 }
 
 fn with_batch(input: &[usize]) -> Vec<usize> {
@@ -67,14 +70,18 @@ fn with_batch(input: &[usize]) -> Vec<usize> {
 
 /// `A[(o_c, o), (c, i)] = Σ w[o_c, c − group start, t]` over taps `t` with `i = o·s + t·d − p`,
 /// by plain loops: the reference the fast kernels are tested against.
-fn dense<T: Float>(shape: &ConvShape, w: &ArrayD<T>) -> Array2<T> {
+fn dense<T: Float>(op: &'static str, shape: &ConvShape, w: &ArrayD<T>) -> Result<Array2<T>> {
+    // The output and the input were checked one by one; their product is the matrix.
     let (big_len, small_len) = (
         shape.big.iter().product::<usize>(),
         shape.small.iter().product::<usize>(),
     );
+    let (rows, cols) = (shape.c_small * small_len, shape.c_big * big_len);
+    let len = size::elements(op, "matrix", &[rows, cols])?;
+    let mut a = Array2::from_shape_vec((rows, cols), size::zeroed(op, "matrix", len)?)
+        .map_err(|e| crate::error::invalid(op, "matrix", (rows, cols), e.to_string()))?;
     let (big_g, small_g) = (shape.c_big / shape.groups, shape.c_small / shape.groups);
     let kernel: Vec<usize> = shape.axes.iter().map(|a| a.kernel).collect();
-    let mut a = Array2::zeros((shape.c_small * small_len, shape.c_big * big_len));
     for oc in 0..shape.c_small {
         let group = oc / small_g;
         for o in 0..small_len {
@@ -98,7 +105,7 @@ fn dense<T: Float>(shape: &ConvShape, w: &ArrayD<T>) -> Array2<T> {
             }
         }
     }
-    a
+    Ok(a)
 }
 
 /// The intermediate arrays of the zero-insertion recipe, to look at step by step.
@@ -152,26 +159,40 @@ pub fn conv_transpose_by_zero_insertion<T: Float>(
         ));
     }
     let shape = conv_transpose_shape(op, opts, false, x.shape(), w.shape())?;
+    // Both intermediate arrays are sized first: with a large stride or dilation they can be far
+    // larger than the output (mostly inserted zeros or padding), and are then refused.
+    let mut stretched_dims = x.shape().to_vec();
+    let mut padded_dims = x.shape().to_vec();
+    // Per axis, the zeros (or, if negative, the cropping) before and after the stretched input.
+    let mut pads = Vec::with_capacity(shape.axes.len());
+    for (a, ax) in shape.axes.iter().enumerate() {
+        // Validated: every extent here is at most MAX_EXTENT < 2^63, so i128 holds any sum.
+        let stretched = (x.shape()[a + 2] as i128 - 1) * ax.stride as i128 + 1;
+        let reach = ax.effective_kernel() as i128 - 1;
+        let before = reach - ax.pad_before as i128;
+        // The output size decides the end: whatever op the settings imply (explicit or TF's).
+        let padded = shape.big[a] as i128 + reach;
+        let after = padded - before - stretched;
+        stretched_dims[a + 2] = usize::try_from(stretched).unwrap_or(usize::MAX);
+        padded_dims[a + 2] = usize::try_from(padded).unwrap_or(usize::MAX);
+        pads.push((before, after));
+    }
+    size::elements(op, "stretched input", &stretched_dims)?;
+    size::elements(op, "padded input", &padded_dims)?;
     let mut stretched = x.clone();
     for (a, ax) in shape.axes.iter().enumerate() {
         let axis = Axis(a + 2);
-        let i = stretched.len_of(axis);
         let mut dims = stretched.shape().to_vec();
-        dims[a + 2] = (i - 1) * ax.stride + 1;
-        let mut wider = ArrayD::zeros(IxDyn(&dims));
+        dims[a + 2] = stretched_dims[a + 2];
+        let mut wider = size::zeros(op, "stretched input", &dims)?;
         wider
             .slice_axis_mut(axis, Slice::new(0, None, ax.stride as isize))
             .assign(&stretched);
         stretched = wider;
     }
     let mut padded = stretched.clone();
-    for (a, ax) in shape.axes.iter().enumerate() {
-        let reach = (ax.dilation * (ax.kernel - 1)) as isize;
-        let before = reach - ax.pad_before as isize;
-        // The output size decides the end: whatever op the settings imply (explicit or TF's).
-        let after =
-            shape.big[a] as isize + ax.effective_kernel() as isize - 1 - before - padded.len_of(Axis(a + 2)) as isize;
-        padded = pad_or_crop(&padded, a + 2, before, after);
+    for (a, &(before, after)) in pads.iter().enumerate() {
+        padded = pad_or_crop(op, &padded, a + 2, before, after)?;
     }
     let flipped_w = flip_and_swap(w, shape.groups);
     let tape = Tape::new();
@@ -195,17 +216,19 @@ pub fn conv_transpose_by_zero_insertion<T: Float>(
 /// Zeros (positive counts) or cropping (negative counts) at both ends of `axis`. Cropping may
 /// eat into the other side's zeros: the result has `n + before + after` cells, and input cell
 /// `j` lands at `j + before` when that is inside.
-fn pad_or_crop<T: Float>(x: &ArrayD<T>, axis: usize, before: isize, after: isize) -> ArrayD<T> {
-    let n = x.len_of(Axis(axis)) as isize;
+fn pad_or_crop<T: Float>(op: &'static str, x: &ArrayD<T>, axis: usize, before: i128, after: i128) -> Result<ArrayD<T>> {
+    let n = x.len_of(Axis(axis)) as i128;
     let mut dims = x.shape().to_vec();
+    // The caller checked the padded size (`n + before + after`, at most MAX_EXTENT).
     dims[axis] = (n + before + after).max(0) as usize;
-    let mut y = ArrayD::zeros(IxDyn(&dims));
+    let mut y = size::zeros(op, "padded input", &dims)?;
     let (first, last) = ((-before).max(0), n.min(n + after));
     if first < last {
-        y.slice_axis_mut(Axis(axis), Slice::from(first + before..last + before))
-            .assign(&x.slice_axis(Axis(axis), Slice::from(first..last)));
+        let at = |v: i128| v as isize;
+        y.slice_axis_mut(Axis(axis), Slice::from(at(first + before)..at(last + before)))
+            .assign(&x.slice_axis(Axis(axis), Slice::from(at(first)..at(last))));
     }
-    y
+    Ok(y)
 }
 
 /// `[c_in, c_out/g, k..]` → `[c_out, c_in/g, k..]`, flipped along every spatial axis.
@@ -282,25 +305,38 @@ pub fn coverage(size: usize, kernel: usize, stride: usize, layers: usize, how: U
             return Err(crate::error::invalid("coverage", param, value, "must be at least 1"));
         }
     }
+    let op = "coverage";
+    // Every size up front, checked: the kernels, and the image after each layer.
+    let (mut side, mut margin, mut reach) = (size, 0usize, 1usize);
+    for _ in 0..layers {
+        side = match how {
+            Upsampling::Transposed => size::add(op, "kernel", size::mul(op, "stride", side - 1, stride)?, kernel)?,
+            Upsampling::ResizeConv => size::mul(op, "stride", side, stride)?,
+        };
+        size::elements(op, "output", &[side, side])?;
+        margin = size::add(op, "kernel", margin, size::mul(op, "kernel", kernel - 1, reach)?)?;
+        reach = reach.saturating_mul(stride);
+    }
+    size::elements(op, "kernel", &[kernel, kernel])?;
+    size::elements(op, "stride", &[stride, stride])?;
     let tape = Tape::<f64>::new();
-    let ones = |k: usize| tape.constant(ArrayD::ones(IxDyn(&[1, 1, k, k])));
-    let mut x = tape.constant(ArrayD::ones(IxDyn(&[1, 1, size, size])));
+    let ones = |k: usize| -> Result<_> { Ok(tape.constant(size::filled(op, "kernel", &[1, 1, k, k], 1.0)?)) };
+    let mut x = tape.constant(size::filled(op, "input", &[1, 1, size, size], 1.0)?);
     for _ in 0..layers {
         x = match how {
             Upsampling::Transposed => {
-                super::conv_transpose(x, ones(kernel), None, &ConvTransposeOptions::new().stride(stride))?
+                super::conv_transpose(x, ones(kernel)?, None, &ConvTransposeOptions::new().stride(stride))?
             }
             Upsampling::ResizeConv => {
                 let resized =
-                    super::conv_transpose(x, ones(stride), None, &ConvTransposeOptions::new().stride(stride))?;
-                conv(resized, ones(kernel), None, &ConvOptions::new().same())?
+                    super::conv_transpose(x, ones(stride)?, None, &ConvTransposeOptions::new().stride(stride))?;
+                conv(resized, ones(kernel)?, None, &ConvOptions::new().same())?
             }
         };
     }
     let value = x.value();
     let side = value.shape()[2];
     let counts = Array2::from_shape_vec((side, side), value.iter().copied().collect()).expect("one image, one channel");
-    let margin = (kernel - 1) * (0..layers).map(|j| stride.pow(j as u32)).sum::<usize>();
     let inner = counts.slice(ndarray::s![
         margin..side.saturating_sub(margin),
         margin..side.saturating_sub(margin)

@@ -22,10 +22,12 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder, s};
 
-use super::{Blocks, ConvShape, IndexMap, Scratch, matrix, matrix_mut, split_batch, sum_parts};
+use super::{Blocks, ConvShape, IndexMap, Scratch, all_ok, matrix, matrix_mut, split_batch, sum_parts};
+use crate::error::Result;
 use crate::float::Float;
 use crate::ops::conv::geometry::AxisGeometry;
 use crate::ops::gemm::gemm;
+use crate::ops::size;
 
 /// Below this many rows per product (`c_big/g · taps/k0`) the `k0` shallow products cost more
 /// than the unrolling they save.
@@ -72,17 +74,35 @@ impl Shifts {
             return None;
         }
         let row = small_len / shape.small[0];
-        let phases: Vec<Phase> = phases
+        // Per phase: `c` rows (of padding) in front where `φ > p` would otherwise need a
+        // negative padding, and the rows its taps reach past the output's, `max t0·d/s + c`.
+        // Row `r` of the phase's partial unroll is big row `(r − c)·s + φ − p`.
+        let plans: Vec<(usize, usize, usize)> = phases
             .into_iter()
             .map(|phi| {
-                // Row `r` of the partial unroll is big row `(r − c)·s + φ − p`: `c` rows (of
-                // padding) in front where `φ > p` would otherwise need a negative padding.
                 let c = phi.saturating_sub(first.pad_before).div_ceil(s);
+                let reach = (0..k0)
+                    .filter(|t| t * d % s == phi)
+                    .map(|t| t * d / s)
+                    .max()
+                    .unwrap_or(0);
+                (phi, c, reach + c)
+            })
+            .collect();
+        // Each phase's unroll spans the output's rows plus that reach: with a large dilation the
+        // reach dwarfs the output (rows of padding no window needs), and the full unroll, `k0`
+        // rows per output row, copies less.
+        let spans = plans.iter().map(|&(_, _, extra)| shape.small[0].saturating_add(extra));
+        if spans.fold(0usize, usize::saturating_add) >= k0.saturating_mul(shape.small[0]) {
+            return None;
+        }
+        let phases: Vec<Phase> = plans
+            .into_iter()
+            .map(|(phi, c, extra)| {
                 let taps: Vec<(usize, usize)> = (0..k0)
                     .filter(|t| t * d % s == phi)
                     .map(|t| (t, (t * d / s + c) * row))
                     .collect();
-                let extra = taps.iter().map(|&(t, _)| t * d / s).max().unwrap_or(0) + c;
                 let mut partial = shape.clone();
                 partial.axes[0] = AxisGeometry {
                     kernel: 1,
@@ -98,19 +118,15 @@ impl Shifts {
                 }
             })
             .collect();
-        Some(Shifts {
-            len: phases.iter().map(|p| p.len).max().unwrap_or(0),
-            phases,
-            k0,
-            rows,
-        })
+        let len = phases.iter().map(|p| p.len).max().unwrap_or(0);
+        Some(Shifts { len, phases, k0, rows })
     }
 
     /// The weight regrouped by first-axis tap: `[g][t0][c_small/g, c_big/g · taps/k0]`, each
     /// block the matrix of one product.
-    fn weight_by_tap<T: Float>(&self, b: &Blocks, w: &[T]) -> Vec<T> {
+    fn weight_by_tap<T: Float>(&self, b: &Blocks, w: &[T]) -> Result<Vec<T>> {
         let rest = self.rows / b.big_g;
-        let mut by_tap = Vec::with_capacity(w.len());
+        let mut by_tap = size::reserve("conv", "weight by tap", w.len())?;
         for g in 0..b.groups {
             for t0 in 0..self.k0 {
                 for o in 0..b.small_g {
@@ -121,7 +137,7 @@ impl Shifts {
                 }
             }
         }
-        by_tap
+        Ok(by_tap)
     }
 
     /// Block `(g, t0)` of [`Shifts::weight_by_tap`].
@@ -143,13 +159,13 @@ impl Shifts {
     }
 
     /// Conv forward, as [`super::gather`].
-    pub(super) fn gather<T: Float>(&self, shape: &ConvShape, big: &[T], w: &[T]) -> Vec<T> {
+    pub(super) fn gather<T: Float>(&self, shape: &ConvShape, big: &[T], w: &[T]) -> Result<Vec<T>> {
         let b = Blocks::new(shape);
-        let by_tap = self.weight_by_tap(&b, w);
+        let by_tap = self.weight_by_tap(&b, w)?;
         let per_image = shape.c_small * b.small_len;
-        let mut small = vec![T::zero(); shape.batch * per_image];
-        split_batch(&mut small, per_image, shape.flops(), |images, out| {
-            let mut scratch = Scratch::<T>::take(self.rows * self.len, 0);
+        let mut small = size::zeroed("conv", "output", shape.batch * per_image)?;
+        let halves = split_batch(&mut small, per_image, shape.flops(), |images, out| {
+            let mut scratch = Scratch::<T>::take(self.rows * self.len, 0)?;
             for (j, n) in images.enumerate() {
                 for g in 0..shape.groups {
                     let mut y = matrix_mut(&mut out[b.small(j, g)], b.small_g, b.small_len);
@@ -160,8 +176,10 @@ impl Shifts {
                 }
             }
             scratch.give_back();
+            Ok(())
         });
-        small
+        all_ok(halves)?;
+        Ok(small)
     }
 
     /// `y (+)= Σ_t0 w_t0 · shifted(u, t0)` over the taps of `phase`: the first product of
@@ -185,15 +203,15 @@ impl Shifts {
     }
 
     /// Transposed conv forward, as [`super::scatter`].
-    pub(super) fn scatter<T: Float>(&self, shape: &ConvShape, small: &[T], w: &[T]) -> Vec<T> {
+    pub(super) fn scatter<T: Float>(&self, shape: &ConvShape, small: &[T], w: &[T]) -> Result<Vec<T>> {
         let b = Blocks::new(shape);
-        let by_tap = self.weight_by_tap(&b, w);
+        let by_tap = self.weight_by_tap(&b, w)?;
         let (per_image, per_group, l) = (shape.c_big * b.big_len, b.big_g * b.big_len, b.small_len);
-        let mut big = vec![T::zero(); shape.batch * per_image];
-        split_batch(&mut big, per_image, shape.flops(), |images, out| {
+        let mut big = size::zeroed("conv_transpose", "output", shape.batch * per_image)?;
+        let halves = split_batch(&mut big, per_image, shape.flops(), |images, out| {
             // Fresh pages faulted in by writing, as in `super::scatter`.
             out.fill(T::zero());
-            let mut scratch = Scratch::<T>::take(self.rows * self.len, 0);
+            let mut scratch = Scratch::<T>::take(self.rows * self.len, 0)?;
             for (j, n) in images.enumerate() {
                 for g in 0..shape.groups {
                     let small_g = matrix(&small[b.small(n, g)], b.small_g, l);
@@ -214,8 +232,10 @@ impl Shifts {
                 }
             }
             scratch.give_back();
+            Ok(())
         });
-        big
+        all_ok(halves)?;
+        Ok(big)
     }
 
     /// One image's share of the weight gradient over the taps of `phase`: block `(g, t0)` of
@@ -236,13 +256,13 @@ impl Shifts {
     }
 
     /// The weight gradient, as [`super::correlate`].
-    pub(super) fn correlate<T: Float>(&self, shape: &ConvShape, big: &[T], small: &[T]) -> Vec<T> {
+    pub(super) fn correlate<T: Float>(&self, shape: &ConvShape, big: &[T], small: &[T]) -> Result<Vec<T>> {
         let b = Blocks::new(shape);
         let len = shape.c_small * b.unrolled_rows();
         let mut images = vec![(); shape.batch];
         let parts = split_batch(&mut images, 1, shape.flops(), |images, _| {
-            let mut part = vec![T::zero(); len];
-            let mut scratch = Scratch::<T>::take(self.rows * self.len, 0);
+            let mut part = size::zeroed("conv", "weight gradient", len)?;
+            let mut scratch = Scratch::<T>::take(self.rows * self.len, 0)?;
             for n in images {
                 for g in 0..shape.groups {
                     let small_g = matrix(&small[b.small(n, g)], b.small_g, b.small_len);
@@ -253,9 +273,9 @@ impl Shifts {
                 }
             }
             scratch.give_back();
-            part
+            Ok(part)
         });
-        self.weight_from_parts(&b, len, parts)
+        self.weight_from_parts(&b, len, all_ok(parts)?)
     }
 
     /// As [`super::gather_and_correlate`]: one partial unroll per image and phase for both.
@@ -265,15 +285,15 @@ impl Shifts {
         big: &[T],
         w: &[T],
         small: &[T],
-    ) -> (Vec<T>, Vec<T>) {
+    ) -> Result<(Vec<T>, Vec<T>)> {
         let b = Blocks::new(shape);
-        let by_tap = self.weight_by_tap(&b, w);
+        let by_tap = self.weight_by_tap(&b, w)?;
         let per_image = shape.c_small * b.small_len;
         let len = shape.c_small * b.unrolled_rows();
-        let mut gathered = vec![T::zero(); shape.batch * per_image];
+        let mut gathered = size::zeroed("conv", "output", shape.batch * per_image)?;
         let parts = split_batch(&mut gathered, per_image, shape.flops(), |images, out| {
-            let mut part = vec![T::zero(); len];
-            let mut scratch = Scratch::<T>::take(self.rows * self.len, 0);
+            let mut part = size::zeroed("conv", "weight gradient", len)?;
+            let mut scratch = Scratch::<T>::take(self.rows * self.len, 0)?;
             for (j, n) in images.enumerate() {
                 for g in 0..shape.groups {
                     let mut y = matrix_mut(&mut out[b.small(j, g)], b.small_g, b.small_len);
@@ -286,17 +306,18 @@ impl Shifts {
                 }
             }
             scratch.give_back();
-            part
+            Ok(part)
         });
-        (gathered, self.weight_from_parts(&b, len, parts))
+        let grad_w = self.weight_from_parts(&b, len, all_ok(parts)?)?;
+        Ok((gathered, grad_w))
     }
 
     /// Sums the per-half gradients in a fixed order and puts each tap's block back in the
     /// weight's layout, `[c_small, c_big/g, k..]`.
-    fn weight_from_parts<T: Float>(&self, b: &Blocks, len: usize, parts: Vec<Vec<T>>) -> Vec<T> {
-        let sum = sum_parts(parts, len);
+    fn weight_from_parts<T: Float>(&self, b: &Blocks, len: usize, parts: Vec<Vec<T>>) -> Result<Vec<T>> {
+        let sum = sum_parts(parts, len)?;
         let rest = self.rows / b.big_g;
-        let mut w = vec![T::zero(); len];
+        let mut w = size::zeroed("conv", "weight gradient", len)?;
         for g in 0..b.groups {
             for t0 in 0..self.k0 {
                 for c in 0..b.big_g {
@@ -309,7 +330,7 @@ impl Shifts {
                 }
             }
         }
-        w
+        Ok(w)
     }
 }
 
@@ -341,20 +362,20 @@ mod tests {
         let (big_64, small_64, w_64) = (wide(big), wide(small), wide(w));
         let name = T::NAME;
         assert_close(
-            &shifts.gather(shape, big, w),
-            &gather_unrolled(shape, &big_64, &w_64),
+            &shifts.gather(shape, big, w).unwrap(),
+            &gather_unrolled(shape, &big_64, &w_64).unwrap(),
             tolerance,
             &format!("{name} gather, {what}"),
         );
         assert_close(
-            &shifts.scatter(shape, small, w),
-            &scatter_unrolled(shape, &small_64, &w_64),
+            &shifts.scatter(shape, small, w).unwrap(),
+            &scatter_unrolled(shape, &small_64, &w_64).unwrap(),
             tolerance,
             &format!("{name} scatter, {what}"),
         );
         assert_close(
-            &shifts.correlate(shape, big, small),
-            &correlate_unrolled(shape, &big_64, &small_64),
+            &shifts.correlate(shape, big, small).unwrap(),
+            &correlate_unrolled(shape, &big_64, &small_64).unwrap(),
             tolerance,
             &format!("{name} correlate, {what}"),
         );
@@ -418,11 +439,15 @@ mod tests {
             let small = values(batch * c_small * shape.small_len(), 2);
             let w = values(c_small * (c_big / groups) * shape.taps(), 3);
             check(&shifts, &shape, (&big, &small, &w), 1e-12, &what);
-            let (gathered, both) = shifts.gather_and_correlate(&shape, &big, &w, &small);
-            assert_eq!(gathered, shifts.gather(&shape, &big, &w), "gather of both, {what}");
+            let (gathered, both) = shifts.gather_and_correlate(&shape, &big, &w, &small).unwrap();
+            assert_eq!(
+                gathered,
+                shifts.gather(&shape, &big, &w).unwrap(),
+                "gather of both, {what}"
+            );
             assert_eq!(
                 both,
-                shifts.correlate(&shape, &big, &small),
+                shifts.correlate(&shape, &big, &small).unwrap(),
                 "correlate of both, {what}"
             );
             let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
