@@ -139,6 +139,19 @@ impl<T: Float> Tape<T> {
         Ok(self.push(Rc::new(value), ids, Kind::Op(Rc::new(op)), requires_grad))
     }
 
+    /// Refuses `inputs` not all on this tape, as [`Tape::record`] does, for an op that records
+    /// several nodes: checked up front, so it fails before recording any of them.
+    pub(crate) fn check_inputs(&self, op: &str, inputs: &[Var<'_, T>]) -> Result<()> {
+        match inputs.iter().position(|v| !std::ptr::eq(v.tape, self)) {
+            None => Ok(()),
+            Some(k) => Err(Error::MixedTapes {
+                op: op.to_string(),
+                input: k,
+                id: inputs[k].id,
+            }),
+        }
+    }
+
     fn push(&self, value: Rc<ArrayD<T>>, inputs: Vec<usize>, kind: Kind<T>, requires_grad: bool) -> Var<'_, T> {
         // Kernels index raw memory row-major; this is the one place that guarantees it.
         let value = if value.is_standard_layout() {

@@ -995,3 +995,203 @@ fn whole_output_shape_as_output_size() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sizes beyond usize, beyond 2^63 − 1 per axis, or beyond 2^40 elements
+// ---------------------------------------------------------------------------------------------
+
+const MAX: usize = usize::MAX;
+
+/// Settings whose sizes wrap `usize` (they used to return a wrong shape in release builds and
+/// panic with "attempt to add with overflow" in debug ones) are refused by name, with the
+/// values, by the op and by the shape-only function alike.
+#[test]
+fn conv_settings_whose_sizes_overflow() {
+    let huge = MAX.to_string();
+    for rank in RANKS {
+        for (op, f) in conv_ops(rank) {
+            // 5 + MAX + MAX wraps to 3 (the old answer: an output of 1 cell per axis).
+            conv_case(
+                rank,
+                op,
+                f,
+                &ConvOptions::new().padding(MAX),
+                Expect::Invalid("padding"),
+                &[&huge, "exceeds"],
+            );
+            // Fits usize but not an index: 5 + 2^62 + 2^62 > 2^63 − 1.
+            let half = 1usize << 62;
+            conv_case(
+                rank,
+                op,
+                f,
+                &ConvOptions::new().padding(half),
+                Expect::Invalid("padding"),
+                &["exceeds 9223372036854775807"],
+            );
+            conv_case(
+                rank,
+                op,
+                f,
+                &ConvOptions::new().padding_asymmetric(&[(MAX, 1)]),
+                Expect::Invalid("padding"),
+                &[&huge],
+            );
+            // d·(k − 1) + 1 = 2·MAX + 1 wraps to MAX: now reported exactly, as a kernel too large.
+            conv_case(
+                rank,
+                op,
+                f,
+                &ConvOptions::new().dilation(MAX),
+                Expect::BadShape("x"),
+                &["effective kernel 36893488147419103231"],
+            );
+            conv_case(
+                rank,
+                op,
+                f,
+                &ConvOptions::new().dilation(MAX).same(),
+                Expect::Invalid("dilation"),
+                &[&huge],
+            );
+        }
+    }
+}
+
+#[test]
+fn conv_transpose_settings_whose_sizes_overflow() {
+    let huge = MAX.to_string();
+    for rank in RANKS {
+        for (op, f) in conv_transpose_ops(rank) {
+            // (3 − 1)·MAX + 3 wraps; the message names the setting that alone is too large.
+            let cases: [(ConvTransposeOptions, &str, &str); 5] = [
+                (ConvTransposeOptions::new().stride(MAX), "stride", &huge),
+                (
+                    ConvTransposeOptions::new().stride(1 << 62),
+                    "stride",
+                    "(3 − 1)·4611686018427387904",
+                ),
+                (ConvTransposeOptions::new().dilation(MAX), "dilation", &huge),
+                (
+                    ConvTransposeOptions::new().dilation(MAX).output_padding(MAX - 1),
+                    "dilation",
+                    &huge,
+                ),
+                (
+                    ConvTransposeOptions::new().stride(MAX).tf_same(),
+                    "stride",
+                    "does not fit",
+                ),
+            ];
+            for (opts, param, needle) in cases {
+                conv_t_case(rank, op, f, &opts, Expect::Invalid(param), &[needle]);
+            }
+            // Padding larger than the output crops it all: refused as before, now without
+            // computing the (wrapping) full size first.
+            conv_t_case(
+                rank,
+                op,
+                f,
+                &ConvTransposeOptions::new().padding(MAX),
+                Expect::Invalid("padding"),
+                &["crops"],
+            );
+            // An explicit size beyond what any conv maps back from.
+            let opts = ConvTransposeOptions::new().stride(2).output_size(vec![MAX; rank]);
+            conv_t_case(rank, op, f, &opts, Expect::Invalid("output_size"), &[&huge]);
+            let opts = ConvTransposeOptions::new()
+                .stride(2)
+                .tf_valid()
+                .output_size(vec![MAX; rank]);
+            conv_t_case(rank, op, f, &opts, Expect::Invalid("output_size"), &[&huge]);
+        }
+    }
+}
+
+/// An output of more than 2^40 elements is refused by name before anything is allocated
+/// (it used to abort the process on the failed allocation).
+#[test]
+fn outputs_beyond_the_element_bound() {
+    let tape = Tape::<f64>::new();
+    // 2 cells stretched by 2^21 per axis: (2 − 1)·2^21 + 1 per axis, 2^42 cells in 2-D.
+    let x = leaf(&tape, &[1, 1, 2, 2]);
+    let w = leaf(&tape, &[1, 1, 1, 1]);
+    let opts = ConvTransposeOptions::new().stride(1 << 21);
+    refused(
+        &tape,
+        "conv_transpose2d",
+        Expect::Invalid("output"),
+        &["2097153", "2^40"],
+        || conv_transpose2d(x, w, None, &opts),
+    );
+    // A conv's output grows with its padding.
+    let x = leaf(&tape, &[1, 1, 1, 1]);
+    let opts = ConvOptions::new().padding(1 << 21);
+    refused(&tape, "conv2d", Expect::Invalid("output"), &["4194305"], || {
+        conv2d(x, w, None, &opts)
+    });
+    // Channels times groups beyond usize (the tensors hold no elements, so they exist).
+    let x = leaf(&tape, &[1, 8, 5]);
+    let w = leaf(&tape, &[0, 1 << 61, 3]);
+    refused(
+        &tape,
+        "conv1d",
+        Expect::Mismatch,
+        &["2305843009213693952 × groups 8"],
+        || conv1d(x, w, None, &ConvOptions::new().groups(8)),
+    );
+    let x = leaf(&tape, &[1, 0, 5]);
+    refused(
+        &tape,
+        "conv_transpose1d",
+        Expect::Invalid("groups"),
+        &["overflows"],
+        || conv_transpose1d(x, w, None, &ConvTransposeOptions::new().groups(8)),
+    );
+}
+
+/// Huge but representable settings whose output is small run in time proportional to the
+/// output, not to the padded input (padding 2^40 used to hang in the kernels), and give the
+/// right answer: every window reads only padding, so the output is the bias and no gradient
+/// reaches x.
+#[test]
+fn huge_padding_with_a_small_output_is_computed_not_looped_over() {
+    use adjoint::ops::conv::{conv_output_shape, conv_transpose_output_shape};
+    let started = std::time::Instant::now();
+    for rank in [1, 2] {
+        let tape = Tape::<f64>::new();
+        let x = leaf(&tape, &shape(&[1, 1], rank, 5));
+        let w = leaf(&tape, &shape(&[2, 1], rank, 3));
+        let b = tape.param(ndarray::arr1(&[0.25, -0.5]).into_dyn());
+        // Padded size 5 + 2^41 per axis; windows at 0 and 2^42 read only padding.
+        let opts = ConvOptions::new().padding(1 << 40).stride(1 << 41);
+        let y = conv(x, w, Some(b), &opts).unwrap();
+        assert_eq!(y.shape(), shape(&[1, 2], rank, 2));
+        assert_eq!(conv_output_shape(&x.shape(), &w.shape(), &opts).unwrap(), y.shape());
+        let per_channel = 1 << rank; // 2^rank cells per channel
+        let expected: Vec<f64> = [0.25; 8][..per_channel]
+            .iter()
+            .chain(&[-0.5; 8][..per_channel])
+            .copied()
+            .collect();
+        assert_eq!(y.value().as_slice().unwrap(), expected.as_slice());
+        let grads = tape.backward(y.sum().unwrap()).unwrap();
+        assert!(grads[x].iter().all(|&g| g == 0.0), "rank {rank}");
+        assert!(grads[w].iter().all(|&g| g == 0.0), "rank {rank}");
+        // The same for dilation: the taps 2^40 apart straddle a 5-cell input.
+        let opts = ConvOptions::new().padding(1 << 40).dilation(1 << 40);
+        let y = conv(x, w, None, &opts).unwrap();
+        assert_eq!(y.shape(), shape(&[1, 2], rank, 5));
+        // The adjoint: a transposed conv cropping 2^40 cells from each side of its output.
+        let xt = leaf(&tape, &shape(&[1, 2], rank, 5));
+        let opts = ConvTransposeOptions::new().padding(1 << 40).dilation(1 << 40);
+        let yt = conv_transpose(xt, w, None, &opts).unwrap();
+        assert_eq!(yt.shape(), shape(&[1, 1], rank, 5));
+        assert_eq!(
+            conv_transpose_output_shape(&xt.shape(), &w.shape(), &opts).unwrap(),
+            yt.shape()
+        );
+    }
+    // Generous for a debug build on a loaded machine; the old code did not finish in minutes.
+    assert!(started.elapsed().as_secs() < 20, "took {:?}", started.elapsed());
+}

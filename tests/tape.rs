@@ -857,3 +857,133 @@ fn backward_of_another_tapes_value_is_an_error() {
     assert!(a.backward_graph(y, None).is_err());
     assert_eq!(b.backward(y).unwrap()[x], ndarray::arr1(&[2.0, 4.0]).into_dyn());
 }
+
+/// Values of two tapes never meet in one op: node ids are positions on one tape, so recording
+/// a foreign input made `backward` send its gradient to whatever node of this tape had the
+/// same id (a wrong gradient with no error, or an index out of bounds). Every op refuses it,
+/// whichever side is foreign, and records nothing.
+#[test]
+fn ops_refuse_inputs_of_another_tape() -> Result<()> {
+    use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions, conv_transpose2d, conv2d};
+    let (a, b) = (Tape::<f64>::new(), Tape::<f64>::new());
+    let xa = a.param(arr1(&[1.0, 2.0]).into_dyn());
+    b.param(arr1(&[5.0]).into_dyn()); // ids on b are shifted, so a mix-up would show
+    let xb = b.param(arr1(&[3.0, 4.0]).into_dyn());
+    let mixed = |r: Result<Var<'_, f64>>, what: &str| match r {
+        Err(Error::MixedTapes { input, .. }) => input,
+        Err(e) => panic!("{what}: wrong error {e}"),
+        Ok(_) => panic!("{what}: a value of another tape was accepted"),
+    };
+    let (len_a, len_b) = (a.len(), b.len());
+    assert_eq!(mixed(xa.mul(xb), "a·b"), 1);
+    assert_eq!(mixed(xb.add(xa), "b + a"), 1);
+    assert_eq!(mixed(concat(&[xa, xb], 0), "concat"), 1);
+    assert_eq!(mixed(mse_loss(xa, xb), "mse_loss"), 1);
+    assert_eq!(mixed(bce_with_logits(xa, xb), "bce_with_logits"), 1);
+    let img_a = a.constant(ArrayD::ones(IxDyn(&[1, 1, 4, 4])));
+    let w_b = b.param(ArrayD::ones(IxDyn(&[1, 1, 3, 3])));
+    assert_eq!(mixed(conv2d(img_a, w_b, None, &ConvOptions::new()), "conv2d"), 1);
+    assert_eq!(
+        mixed(
+            conv_transpose2d(img_a, w_b, None, &ConvTransposeOptions::new()),
+            "conv_transpose2d"
+        ),
+        1
+    );
+    let w_a = a.param(ArrayD::ones(IxDyn(&[1, 1, 3, 3])));
+    let bias_b = b.param(arr1(&[0.5]).into_dyn());
+    assert_eq!(
+        mixed(conv2d(img_a, w_a, Some(bias_b), &ConvOptions::new()), "conv2d bias"),
+        2
+    );
+    let logits_a = a.param(arr2(&[[1.0, 2.0]]).into_dyn());
+    let target_b = b.constant(arr2(&[[0.0, 1.0]]).into_dyn());
+    assert_eq!(
+        mixed(softmax_cross_entropy(logits_a, target_b), "softmax_cross_entropy"),
+        1
+    );
+    assert_eq!((a.len(), b.len()), (len_a + 3, len_b + 3), "only the leaves made here");
+    let msg = xa.mul(xb).unwrap_err().to_string();
+    assert_eq!(
+        msg,
+        "mul: input 1 (%1) lives on another tape: every input of an op must be recorded on one tape"
+    );
+    Ok(())
+}
+
+/// `GradVars` (gradients as values) answer only for values of their own tape, like `Grads`.
+#[test]
+fn grad_vars_are_not_shared_across_tapes() -> Result<()> {
+    let a = Tape::<f64>::new();
+    let xa = a.param(arr1(&[1.0, 2.0]).into_dyn());
+    let grads = a.backward_graph(xa.mul(xa)?.sum()?, None)?;
+    let b = Tape::<f64>::new();
+    let xb = b.param(arr1(&[5.0, 6.0]).into_dyn());
+    assert_eq!(xa.id(), xb.id());
+    assert!(grads.get(xb).is_none(), "GradVars of tape A answered for tape B");
+    assert!(grads.get(xa).is_some());
+    Ok(())
+}
+
+/// A user's gradient rule that returns the wrong number of gradients, a gradient of the wrong
+/// shape, or one on another tape, is refused by `backward` (it used to be summed in silently
+/// or to panic).
+#[test]
+fn backward_refuses_a_broken_gradient_rule() {
+    use adjoint::Op;
+    /// Returns whatever `make` builds from the upstream gradient.
+    struct Broken(fn(Var<'_, f64>) -> Vec<Option<Var<'_, f64>>>);
+    impl Op<f64> for Broken {
+        fn name(&self) -> String {
+            "broken".into()
+        }
+        fn backward<'t>(
+            &self,
+            _: &[Var<'t, f64>],
+            _: Var<'t, f64>,
+            g: Var<'t, f64>,
+        ) -> Result<Vec<Option<Var<'t, f64>>>> {
+            Ok((self.0)(g))
+        }
+    }
+    let cases: [(fn(Var<'_, f64>) -> Vec<Option<Var<'_, f64>>>, &str); 3] = [
+        (|_| vec![], "returned 0 gradients for 1 inputs"),
+        (|g| vec![Some(g.sum().unwrap())], "has shape [], the input [2]"),
+        (|g| vec![Some(g), Some(g)], "returned 2 gradients for 1 inputs"),
+    ];
+    for (make, needle) in cases {
+        let tape = Tape::<f64>::new();
+        let x = tape.param(arr1(&[1.0, 2.0]).into_dyn());
+        let y = tape.record(x.value().mapv(|v| 2.0 * v), &[x], Broken(make)).unwrap();
+        let err = tape.backward(y.sum().unwrap()).unwrap_err();
+        assert!(matches!(err, Error::BadGradientRule { .. }), "{err}");
+        assert!(err.to_string().starts_with("backward of broken: "), "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    // A gradient that lives on another tape.
+    thread_local!(static OTHER: &'static Tape<f64> = Box::leak(Box::new(Tape::new())));
+    struct Foreign;
+    impl Op<f64> for Foreign {
+        fn name(&self) -> String {
+            "foreign".into()
+        }
+        fn backward<'t>(
+            &self,
+            inputs: &[Var<'t, f64>],
+            _: Var<'t, f64>,
+            _: Var<'t, f64>,
+        ) -> Result<Vec<Option<Var<'t, f64>>>> {
+            let other: &'static Tape<f64> = OTHER.with(|t| *t);
+            Ok(vec![Some(other.constant((*inputs[0].value()).clone()))])
+        }
+    }
+    let tape = Tape::<f64>::new();
+    let x = tape.param(arr1(&[1.0, 2.0]).into_dyn());
+    let y = tape.record(x.value().mapv(|v| 2.0 * v), &[x], Foreign).unwrap();
+    let err = tape.backward(y.sum().unwrap()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the gradient of input 0 lives on another tape"),
+        "{err}"
+    );
+}

@@ -133,6 +133,8 @@ pub fn softmax_cross_entropy<'t, T: Float>(logits: Var<'t, T>, target: Var<'t, T
         ));
     }
     same_shape("softmax_cross_entropy", logits, target)?;
+    // Up front: several nodes follow, and none may be recorded if this fails.
+    logits.tape().check_inputs("softmax_cross_entropy", &[logits, target])?;
     let n = shape[0] as f64;
     target.mul(logits.log_softmax(1)?)?.sum()?.mul_scalar(-1.0 / n)
 }

@@ -107,7 +107,10 @@ fn conv_transpose_named<'t, T: Float>(
     b: Option<Var<'t, T>>,
     opts: &ConvTransposeOptions,
 ) -> Result<Var<'t, T>> {
-    let (x_shape, unbatched) = batched_shape(op, x, w)?;
+    // Up front: the op records several nodes (reshape, conv, bias), and must fail before any.
+    x.tape()
+        .check_inputs(op, &[Some(x), Some(w), b].into_iter().flatten().collect::<Vec<_>>())?;
+    let (x_shape, unbatched) = batched_shape(op, &x.shape(), &w.shape())?;
     let shape = conv_transpose_shape(op, opts, unbatched, &x_shape, &w.shape())?;
     check_bias(op, b, shape.c_big)?;
     with_batch_axis(x, &x_shape, unbatched, |x| {

@@ -66,8 +66,8 @@ fn check_rank<T: Float>(op: &'static str, w: Var<'_, T>, rank: usize) -> Result<
 /// `x`'s shape with a batch axis: PyTorch accepts an unbatched `[c, spatial..]`. Returns the
 /// batched shape and whether `x` lacked the axis. Only shapes: nothing is recorded before every
 /// setting has been checked.
-fn batched_shape<T: Float>(op: &'static str, x: Var<'_, T>, w: Var<'_, T>) -> Result<(Vec<usize>, bool)> {
-    let (xs, ws) = (x.shape(), w.shape());
+fn batched_shape(op: &'static str, xs: &[usize], ws: &[usize]) -> Result<(Vec<usize>, bool)> {
+    let xs = xs.to_vec();
     if ws.len() >= 3 && xs.len() + 1 == ws.len() {
         return Ok((std::iter::once(1).chain(xs).collect(), true));
     }
@@ -84,6 +84,53 @@ fn batched_shape<T: Float>(op: &'static str, x: Var<'_, T>, w: Var<'_, T>) -> Re
         ));
     }
     Ok((xs, false))
+}
+
+/// The shape [`conv`] gives for inputs of shapes `x` and `w`, without computing anything: every
+/// check the op makes, with the same errors. Useful to size a model, or to check settings
+/// (a user interface, a fuzzer) without allocating the output.
+///
+/// # Errors
+/// As [`conv`].
+///
+/// # Example
+/// ```
+/// use adjoint::ops::conv::{conv_output_shape, ConvOptions};
+/// let opts = ConvOptions::new().stride(2).padding(1);
+/// assert_eq!(conv_output_shape(&[8, 1, 28, 28], &[16, 1, 3, 3], &opts)?, vec![8, 16, 14, 14]);
+/// assert_eq!(conv_output_shape(&[1, 28, 28], &[16, 1, 3, 3], &opts)?, vec![16, 14, 14]);
+/// assert!(conv_output_shape(&[8, 1, 28, 28], &[16, 1, 3, 3], &opts.padding(usize::MAX)).is_err());
+/// # Ok::<(), adjoint::Error>(())
+/// ```
+pub fn conv_output_shape(x: &[usize], w: &[usize], opts: &ConvOptions) -> Result<Vec<usize>> {
+    let (batched, unbatched) = batched_shape("conv", x, w)?;
+    let shape = options::conv_shape("conv", opts, &batched, w)?;
+    Ok(output_dims(shape.batch, shape.c_small, &shape.small, unbatched))
+}
+
+/// The shape [`conv_transpose`] gives for inputs of shapes `x` and `w`, without computing
+/// anything, as [`conv_output_shape`].
+///
+/// # Errors
+/// As [`conv_transpose`].
+///
+/// # Example
+/// ```
+/// use adjoint::ops::conv::{conv_transpose_output_shape, ConvTransposeOptions};
+/// let opts = ConvTransposeOptions::new().stride(2).padding(1).output_padding(1);
+/// assert_eq!(conv_transpose_output_shape(&[8, 16, 7, 7], &[16, 1, 3, 3], &opts)?, vec![8, 1, 14, 14]);
+/// # Ok::<(), adjoint::Error>(())
+/// ```
+pub fn conv_transpose_output_shape(x: &[usize], w: &[usize], opts: &ConvTransposeOptions) -> Result<Vec<usize>> {
+    let (batched, unbatched) = batched_shape("conv_transpose", x, w)?;
+    let shape = options::conv_transpose_shape("conv_transpose", opts, unbatched, &batched, w)?;
+    Ok(output_dims(shape.batch, shape.c_big, &shape.big, unbatched))
+}
+
+/// `[n, c, spatial..]`, without `n` for an unbatched input.
+fn output_dims(n: usize, c: usize, spatial: &[usize], unbatched: bool) -> Vec<usize> {
+    let lead = if unbatched { vec![c] } else { vec![n, c] };
+    lead.into_iter().chain(spatial.iter().copied()).collect()
 }
 
 /// Records `run` on `x` with a batch axis, adding it first and removing it after if `x` came

@@ -578,10 +578,19 @@ pub(crate) fn conv_transpose_shape(
                     }
                     None => {
                         let full = axis.full_transpose_size(i, output_padding[a]).ok_or_else(|| {
+                            // Name the setting that alone breaks the bound, if one does.
+                            let alone = |v: u128| v > MAX_EXTENT as u128;
+                            let (param, value) = if alone((i as u128 - 1) * s as u128) {
+                                ("stride", &stride)
+                            } else if alone(axis.span()) {
+                                ("dilation", &dilation)
+                            } else {
+                                ("output_padding", &output_padding)
+                            };
                             invalid(
                                 op,
-                                "stride",
-                                &stride,
+                                param,
+                                value,
                                 format!(
                                     "axis {a}: the full output (i − 1)·s + d·(k − 1) + 1 + output_padding = ({i} − 1)·{s} + {d}·{} + 1 + {} exceeds {MAX_EXTENT} (2^63 − 1), the largest size adjoint indexes",
                                     k - 1,
