@@ -931,8 +931,10 @@ fn grad_vars_are_not_shared_across_tapes() -> Result<()> {
 #[test]
 fn backward_refuses_a_broken_gradient_rule() {
     use adjoint::Op;
-    /// Returns whatever `make` builds from the upstream gradient.
-    struct Broken(fn(Var<'_, f64>) -> Vec<Option<Var<'_, f64>>>);
+    /// Builds a rule's answer from the upstream gradient.
+    type Make = fn(Var<'_, f64>) -> Vec<Option<Var<'_, f64>>>;
+    /// Returns whatever its `Make` builds.
+    struct Broken(Make);
     impl Op<f64> for Broken {
         fn name(&self) -> String {
             "broken".into()
@@ -946,7 +948,7 @@ fn backward_refuses_a_broken_gradient_rule() {
             Ok((self.0)(g))
         }
     }
-    let cases: [(fn(Var<'_, f64>) -> Vec<Option<Var<'_, f64>>>, &str); 3] = [
+    let cases: [(Make, &str); 3] = [
         (|_| vec![], "returned 0 gradients for 1 inputs"),
         (|g| vec![Some(g.sum().unwrap())], "has shape [], the input [2]"),
         (|g| vec![Some(g), Some(g)], "returned 2 gradients for 1 inputs"),
