@@ -38,10 +38,14 @@ pub(crate) fn mul(op: &'static str, param: &'static str, a: usize, b: usize) -> 
 
 /// The element count of an array of `shape`, refused if it wraps or exceeds [`MAX_ELEMENTS`];
 /// `what` names the array in the message (`"output"`, `"shape"`, ...).
+///
+/// The bound applies to the product of the nonzero sizes: an empty array (a batch of 0) with
+/// astronomically large other axes is refused too, since ndarray cannot describe it and the
+/// kernels' per-image bookkeeping would still walk its positions.
 pub(crate) fn elements(op: &'static str, what: &'static str, shape: &[usize]) -> Result<usize> {
-    let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-    match count {
-        Some(n) if n <= MAX_ELEMENTS => Ok(n),
+    let extent = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d.max(1)));
+    match extent {
+        Some(n) if n <= MAX_ELEMENTS => Ok(shape.iter().product()),
         _ => Err(invalid(
             op,
             what,
@@ -131,7 +135,9 @@ mod tests {
         assert!(elements("t", "shape", &[(1 << 62) + 1, 4]).is_err());
         assert!(elements("t", "shape", &[1 << 20, 1 << 21]).is_err());
         assert_eq!(elements("t", "shape", &[1 << 20, 1 << 20]).unwrap(), MAX_ELEMENTS);
-        assert_eq!(elements("t", "shape", &[0, usize::MAX]).unwrap(), 0);
+        assert_eq!(elements("t", "shape", &[0, 1 << 40]).unwrap(), 0);
+        assert!(elements("t", "shape", &[0, usize::MAX]).is_err());
+        assert!(elements("t", "shape", &[0, 1 << 21, 1 << 20]).is_err());
     }
 
     #[test]

@@ -57,6 +57,11 @@ impl ConvShape {
     fn taps(&self) -> usize {
         self.axes.iter().map(|a| a.kernel).product()
     }
+    /// No image, or no channel: every kernel's answer is all zeros (an empty output, or a
+    /// weight gradient summed over nothing), and there is nothing to unroll.
+    fn is_empty(&self) -> bool {
+        self.batch == 0 || self.c_big == 0 || self.c_small == 0
+    }
 }
 
 /// One row of `cols` restricted to one (channel-free) tap and one position of the leading
@@ -706,6 +711,9 @@ fn all_ok<R>(halves: Vec<Result<R>>) -> Result<Vec<R>> {
 /// # Errors
 /// [`crate::Error::OutOfMemory`] if the output or the scratch buffers cannot be allocated.
 pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Result<Vec<T>> {
+    if shape.is_empty() {
+        return size::zeroed("conv", "output", shape.batch * shape.c_small * shape.small_len());
+    }
     match Shifts::new(shape) {
         Some(shifts) => shifts.gather(shape, big, w),
         None => gather_unrolled(shape, big, w),
@@ -735,6 +743,9 @@ fn gather_unrolled<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Result<Ve
 /// # Errors
 /// As [`gather`].
 pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Result<Vec<T>> {
+    if shape.is_empty() {
+        return size::zeroed("conv_transpose", "output", shape.batch * shape.c_big * shape.big_len());
+    }
     match Shifts::new(shape) {
         Some(shifts) => shifts.scatter(shape, small, w),
         None => scatter_unrolled(shape, small, w),
@@ -786,6 +797,13 @@ fn scatter_unrolled<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Result
 /// # Errors
 /// As [`gather`].
 pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Result<Vec<T>> {
+    if shape.is_empty() {
+        return size::zeroed(
+            "conv",
+            "weight gradient",
+            shape.c_small * shape.c_big / shape.groups * shape.taps(),
+        );
+    }
     match Shifts::new(shape) {
         Some(shifts) => shifts.correlate(shape, big, small),
         None => correlate_unrolled(shape, big, small),
@@ -854,6 +872,9 @@ pub(crate) fn gather_and_correlate<T: Float>(
     w: &[T],
     small: &[T],
 ) -> Result<(Vec<T>, Vec<T>)> {
+    if shape.is_empty() {
+        return Ok((gather(shape, big, w)?, correlate(shape, big, small)?));
+    }
     if let Some(shifts) = Shifts::new(shape) {
         return shifts.gather_and_correlate(shape, big, w, small);
     }
