@@ -137,7 +137,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut model = conv_autoencoder::<f32>(args.latent, &mut rng)?;
     println!("model: {} parameters", model.parameter_count());
-    let baseline = mean_image_mse(&train, &val);
+    let baseline = mean_image_mse(&train, &val)?;
 
     if let Some(weights) = &args.eval {
         io::load(&mut model, weights)?;
