@@ -9,8 +9,14 @@
 //!
 //! Writes `loss.png`, `reconstructions.png` and `autoencoder.safetensors` to `--out-dir`. The
 //! weights load unchanged into the PyTorch `nn.Sequential` shown in `conv_autoencoder`'s docs.
+//!
+//! A run that cannot mean anything is refused before any work: every flag is checked as it is
+//! parsed. The three files are written together, and only after a run that succeeded, so a run
+//! that fails or diverges (a loss or a weight that is not finite) leaves the previous run's
+//! files as they were.
 
-use std::path::PathBuf;
+use std::error::Error;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use adjoint::data::{Dataset, load_mnist_dir, synthetic_shapes};
@@ -20,21 +26,37 @@ use adjoint::plot::{image_grid, loss_curves};
 use adjoint::train::{conv_autoencoder, mean_image_mse, reconstruct, reconstruction_mse, train_autoencoder_epoch};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::{Array2, Axis, s};
+use ndarray::{Array2, ArrayD, Axis, Ix2, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+
+/// The most images `--train-size` or `--val-size` may ask for: more than any MNIST-format set
+/// holds (EMNIST ByClass: 814,255). A synthetic image takes 3 KiB as `f32`, so the largest
+/// synthetic set, 2,000,000 images, takes 6 GB, twice (whole, then split).
+const MAX_IMAGES: usize = 1_000_000;
+/// The largest `--batch-size`: a training step holds about 220 KB per image (activations, the
+/// unrolled inputs of the convolutions, gradients; measured: 0.9 GB at 4,096 images).
+const MAX_BATCH_SIZE: usize = 4096;
+/// The largest `--latent`: the code squeezes a 28×28 image, 784 pixels, and a longer code would
+/// not squeeze it (the two layers next to the code grow by 12 KB of weights per code value).
+const MAX_LATENT: usize = 28 * 28;
+
+/// The files a run writes to `--out-dir`.
+const WEIGHTS: &str = "autoencoder.safetensors";
+const LOSS_PNG: &str = "loss.png";
+const RECONSTRUCTIONS_PNG: &str = "reconstructions.png";
 
 /// Train a convolutional autoencoder and draw what it learned.
 #[derive(Parser, Debug)]
 struct Args {
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 10)]
+    /// Passes over the training set (at least 1).
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
     epochs: usize,
-    /// Images per optimizer step.
-    #[arg(long, default_value_t = 64)]
+    /// Images per optimizer step (1 to 4096).
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = count(1, MAX_BATCH_SIZE))]
     batch_size: usize,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    /// Adam's learning rate (a finite number > 0).
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true, value_parser = learning_rate)]
     lr: f64,
     /// Seed of the initial weights, the synthetic data and the shuffling: the same seed gives the
     /// same run, bit for bit.
@@ -42,73 +64,217 @@ struct Args {
     seed: u64,
     /// Directory with MNIST-format IDX files (train-* or t10k-*, raw or .gz); the first
     /// `--train-size` images train, the rest validate. Without it, synthetic shapes are used.
-    #[arg(long)]
+    #[arg(long, value_parser = existing("directory", Path::is_dir))]
     data_dir: Option<PathBuf>,
-    /// Training images (synthetic set size is this plus `--val-size`).
-    #[arg(long, default_value_t = 9000)]
+    /// Training images (1 to 1,000,000; the synthetic set's size is this plus `--val-size`).
+    #[arg(long, default_value_t = 9000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
     train_size: usize,
-    /// Validation images for the synthetic set (with `--data-dir`, all images after the training ones).
-    #[arg(long, default_value_t = 1000)]
+    /// Validation images for the synthetic set (1 to 1,000,000; with `--data-dir`, all images
+    /// after the training ones).
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
     val_size: usize,
-    /// Size of the code the encoder squeezes each image into.
-    #[arg(long, default_value_t = 64)]
+    /// Size of the code the encoder squeezes each image into (1 to 784, the pixels of an image).
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = count(1, MAX_LATENT))]
     latent: usize,
-    /// Where loss.png, reconstructions.png and the weights are written.
-    #[arg(long, default_value = "out")]
+    /// Where loss.png, reconstructions.png and the weights are written (created if missing).
+    #[arg(long, default_value = "out", value_parser = out_dir)]
     out_dir: PathBuf,
     /// Skip training: load these weights and report the validation loss.
-    #[arg(long)]
+    #[arg(long, value_parser = existing("file", Path::is_file))]
     eval: Option<PathBuf>,
 }
 
-fn load_data(args: &Args) -> Result<(Dataset, Dataset), Box<dyn std::error::Error>> {
-    let all = match &args.data_dir {
-        Some(dir) => load_mnist_dir(dir)?,
-        None => synthetic_shapes(args.train_size + args.val_size, 28, args.seed)?,
-    };
-    Ok(all.split_at(args.train_size.min(all.len()))?)
+/// A parser for a count that must lie in `min..=max`; clap prints its error after the flag and
+/// the value, e.g. `invalid value '0' for '--epochs <EPOCHS>': must be at least 1`.
+fn count(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let rule = if max == usize::MAX {
+            format!("must be at least {min}")
+        } else {
+            format!("must be from {min} to {max}")
+        };
+        match text.parse::<usize>() {
+            Ok(value) if (min..=max).contains(&value) => Ok(value),
+            Ok(_) => Err(rule),
+            Err(e) => Err(format!("{e}: {rule}")),
+        }
+    }
 }
 
-/// `loss.png` (both curves per epoch) and `reconstructions.png` (the first validation images
-/// above their reconstructions).
-fn draw(
+/// `--lr`: a step of 0 trains nothing, a negative one climbs the loss, and NaN or ∞ turns
+/// every weight into NaN at the first step.
+fn learning_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(lr) if lr.is_finite() && lr > 0.0 => Ok(lr),
+        _ => Err("must be a finite number > 0".into()),
+    }
+}
+
+/// A parser for a path that must exist and be a `what` (`is` tells).
+fn existing(
+    what: &'static str,
+    is: fn(&Path) -> bool,
+) -> impl Fn(&str) -> Result<PathBuf, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let path = PathBuf::from(text);
+        if is(&path) {
+            Ok(path)
+        } else {
+            Err(format!("must be an existing {what}"))
+        }
+    }
+}
+
+/// `--out-dir` may not exist yet, but if it does it must be a directory: found out now, not
+/// after training.
+fn out_dir(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.exists() && !path.is_dir() {
+        return Err("exists and is not a directory".into());
+    }
+    Ok(path)
+}
+
+fn load_data(args: &Args) -> Result<(Dataset, Dataset), Box<dyn Error>> {
+    let all = match &args.data_dir {
+        Some(dir) => {
+            let all = load_mnist_dir(dir)?;
+            // The images after the first --train-size validate: some must be left.
+            if args.train_size >= all.len() {
+                return Err(format!(
+                    "--train-size = {}: must be less than the {} images in {}, to leave some to validate on",
+                    args.train_size,
+                    all.len(),
+                    dir.display()
+                )
+                .into());
+            }
+            all
+        }
+        // Both sizes are at most MAX_IMAGES, so the sum cannot overflow.
+        None => synthetic_shapes(args.train_size + args.val_size, 28, args.seed)?,
+    };
+    Ok(all.split_at(args.train_size)?)
+}
+
+/// Trains `model` for `--epochs` epochs with a progress bar; returns the training and
+/// validation loss of each epoch.
+///
+/// # Errors
+/// A loss that is not finite: the run diverged, and the epochs after it would only compute NaN.
+fn train(
     args: &Args,
+    model: &mut impl Module<f32>,
+    train: &Dataset,
+    val: &Dataset,
+) -> Result<(Vec<f64>, Vec<f64>), Box<dyn Error>> {
+    let mut optimizer = Adam::new(args.lr);
+    let (mut train_curve, mut val_curve) = (Vec::new(), Vec::new());
+    let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")?.progress_chars("=> ");
+    for epoch in 1..=args.epochs {
+        let t0 = Instant::now();
+        let bar = ProgressBar::new(train.len() as u64)
+            .with_style(style.clone())
+            .with_prefix(epoch.to_string());
+        let (mut seen, mut recent) = (0usize, f64::NAN);
+        let train_loss = train_autoencoder_epoch(
+            model,
+            &mut optimizer,
+            train,
+            args.batch_size,
+            args.seed.wrapping_add(epoch as u64),
+            |loss, n| {
+                seen += n;
+                recent = loss;
+                bar.set_position(seen as u64);
+                let rate = seen as f64 / t0.elapsed().as_secs_f64();
+                bar.set_message(format!("loss {recent:.5}, {rate:.0} images/s"));
+            },
+        )?;
+        bar.finish_and_clear();
+        let val_loss = reconstruction_mse(model, val, 256)?;
+        if !(train_loss.is_finite() && val_loss.is_finite()) {
+            return Err(format!(
+                "epoch {epoch}: training loss {train_loss:.5}, validation loss {val_loss:.5}: the run diverged \
+                 (try a smaller --lr than {:e}); nothing was written",
+                args.lr
+            )
+            .into());
+        }
+        train_curve.push(train_loss);
+        val_curve.push(val_loss);
+        println!(
+            "epoch {epoch:>3}: train {train_loss:.5}  validation {val_loss:.5}  ({:.1} s)",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    Ok((train_curve, val_curve))
+}
+
+/// Draws `loss.png` (both curves per epoch) and `reconstructions.png` (the first validation
+/// images above their reconstructions) into `dir`.
+fn draw(
+    dir: &Path,
     model: &impl Module<f32>,
     val: &Dataset,
     train_curve: &[f64],
     val_curve: &[f64],
-) -> Result<(), Box<dyn std::error::Error>> {
-    let loss_png = args.out_dir.join("loss.png");
+) -> Result<(), Box<dyn Error>> {
     loss_curves(
-        &loss_png,
+        &dir.join(LOSS_PNG),
         "autoencoder: mean squared error per pixel",
         &[("train", train_curve), ("validation", val_curve)],
     )?;
     let shown = val.len().min(10);
     let originals = val.images.slice(s![..shown, .., .., ..]).to_owned();
     let rebuilt = reconstruct(model, originals.clone())?;
-    let images = |batch: &ndarray::ArrayD<f32>| -> Vec<Array2<f32>> {
+    // `[n, 1, h, w]` to n images of `[h, w]`.
+    let images = |batch: &ArrayD<f32>| -> Result<Vec<Array2<f32>>, ndarray::ShapeError> {
         batch
             .axis_iter(Axis(0))
-            .map(|img| {
-                img.index_axis(Axis(0), 0)
-                    .to_owned()
-                    .into_dimensionality()
-                    .expect("2-D")
-            })
+            .map(|img| img.index_axis(Axis(0), 0).to_owned().into_dimensionality::<Ix2>())
             .collect()
     };
-    let recon_png = args.out_dir.join("reconstructions.png");
     image_grid(
-        &recon_png,
+        &dir.join(RECONSTRUCTIONS_PNG),
         &[
-            ("original", images(&originals.into_dyn())),
-            ("reconstruction", images(&rebuilt)),
+            ("original", images(&originals.into_dyn())?),
+            ("reconstruction", images(&rebuilt)?),
         ],
         3,
     )?;
-    println!("pictures: {} and {}", loss_png.display(), recon_png.display());
     Ok(())
+}
+
+/// Writes a run's outputs to `out_dir` together, or not at all: `write` puts the files `names`
+/// whole into a fresh staging directory inside `out_dir` (the same file system, so a rename
+/// moves a file in one step), and only once all are there are they renamed over the previous
+/// run's files. A failure while drawing or writing leaves those as they were.
+fn publish(
+    out_dir: &Path,
+    names: &[&str],
+    write: impl FnOnce(&Path) -> Result<(), Box<dyn Error>>,
+) -> Result<(), Box<dyn Error>> {
+    std::fs::create_dir_all(out_dir).map_err(failed(out_dir))?;
+    let staging = out_dir.join(format!(".autoencoder-{}.partial", std::process::id()));
+    std::fs::create_dir(&staging).map_err(failed(&staging))?;
+    let published = write(&staging).and_then(|()| {
+        // Renames within one file system do not fail but for a file in the way (a directory
+        // named like an output); then the outputs renamed before it stay.
+        for name in names {
+            let target = out_dir.join(name);
+            std::fs::rename(staging.join(name), &target).map_err(failed(&target))?;
+        }
+        Ok(())
+    });
+    // Empty after success; after a failure it holds what was written before it.
+    let _ = std::fs::remove_dir_all(&staging);
+    published
+}
+
+/// An I/O error with the path it concerns (the error alone does not name it).
+fn failed(path: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", path.display())
 }
 
 /// Prints errors with their message (not `Debug`) and exits non-zero.
@@ -122,72 +288,56 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn run() -> Result<(), Box<dyn Error>> {
+    // Every flag is checked here, by its parser, before any work.
     let args = Args::parse();
-    let (train, val) = load_data(&args)?;
+    let (train_set, val) = load_data(&args)?;
     let source = args
         .data_dir
         .as_ref()
         .map_or("synthetic shapes".into(), |d| d.display().to_string());
     println!(
         "data: {source}: {} training, {} validation images",
-        train.len(),
+        train_set.len(),
         val.len()
     );
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut model = conv_autoencoder::<f32>(args.latent, &mut rng)?;
     println!("model: {} parameters", model.parameter_count());
-    let baseline = mean_image_mse(&train, &val);
+    let baseline = mean_image_mse(&train_set, &val)?;
 
     if let Some(weights) = &args.eval {
+        // Refuses weights that are not finite.
         io::load(&mut model, weights)?;
         let mse = reconstruction_mse(&model, &val, args.batch_size)?;
+        if !mse.is_finite() {
+            return Err(format!(
+                "{}: validation MSE {mse}: the weights compute no number",
+                weights.display()
+            )
+            .into());
+        }
         println!("validation MSE {mse:.5} (mean-image baseline {baseline:.5})");
         return Ok(());
     }
 
-    std::fs::create_dir_all(&args.out_dir)?;
-    let mut optimizer = Adam::new(args.lr);
-    let (mut train_curve, mut val_curve) = (Vec::new(), Vec::new());
-    let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")?.progress_chars("=> ");
     let started = Instant::now();
-    for epoch in 1..=args.epochs {
-        let t0 = Instant::now();
-        let bar = ProgressBar::new(train.len() as u64)
-            .with_style(style.clone())
-            .with_prefix(epoch.to_string());
-        let (mut seen, mut recent) = (0usize, f64::NAN);
-        let train_loss = train_autoencoder_epoch(
-            &mut model,
-            &mut optimizer,
-            &train,
-            args.batch_size,
-            args.seed.wrapping_add(epoch as u64),
-            |loss, n| {
-                seen += n;
-                recent = loss;
-                bar.set_position(seen as u64);
-                let rate = seen as f64 / t0.elapsed().as_secs_f64();
-                bar.set_message(format!("loss {recent:.5}, {rate:.0} images/s"));
-            },
-        )?;
-        bar.finish_and_clear();
-        let val_loss = reconstruction_mse(&model, &val, 256)?;
-        train_curve.push(train_loss);
-        val_curve.push(val_loss);
-        println!(
-            "epoch {epoch:>3}: train {train_loss:.5}  validation {val_loss:.5}  ({:.1} s)",
-            t0.elapsed().as_secs_f64()
-        );
+    let (train_curve, val_curve) = train(&args, &mut model, &train_set, &val)?;
+    // Finite losses with weights that are not are unlikely, but such weights must not be saved.
+    if let Some(bad) = io::first_non_finite(&model) {
+        return Err(format!("the run diverged: {bad}; nothing was written").into());
     }
-    let weights = args.out_dir.join("autoencoder.safetensors");
-    io::save(&model, &weights)?;
-    draw(&args, &model, &val, &train_curve, &val_curve)?;
+    publish(&args.out_dir, &[WEIGHTS, LOSS_PNG, RECONSTRUCTIONS_PNG], |dir| {
+        io::save(&model, dir.join(WEIGHTS))?;
+        draw(dir, &model, &val, &train_curve, &val_curve)
+    })?;
+    let path = |name| args.out_dir.join(name).display().to_string();
+    println!("pictures: {} and {}", path(LOSS_PNG), path(RECONSTRUCTIONS_PNG));
     let final_val = val_curve.last().copied().unwrap_or(f64::NAN);
     println!(
         "done in {:.1} s: validation MSE {final_val:.5}, mean-image baseline {baseline:.5}; weights in {}",
         started.elapsed().as_secs_f64(),
-        weights.display()
+        path(WEIGHTS)
     );
     Ok(())
 }

@@ -4,7 +4,7 @@ use ndarray::{Array4, ArrayD, Axis};
 use rand::Rng;
 
 use crate::data::{Batches, Dataset};
-use crate::error::Result;
+use crate::error::{Error, Result, bad_shape};
 use crate::float::Float;
 use crate::nn::{Conv2d, ConvTranspose2d, Module, Relu, Sequential, Sigmoid};
 use crate::ops::conv::{ConvOptions, ConvTransposeOptions};
@@ -52,11 +52,26 @@ fn to_array<T: Float>(images: Array4<f32>) -> ArrayD<T> {
     images.mapv(|v| T::of(v as f64)).into_dyn()
 }
 
+/// Refuses an empty `data`: a mean over no images is undefined, and 0 would read as a
+/// perfect model.
+fn require_images(op: &'static str, param: &'static str, data: &Dataset) -> Result<()> {
+    if data.is_empty() {
+        return Err(Error::InvalidArgument {
+            op,
+            param,
+            value: "an empty dataset".into(),
+            reason: "no images to average over".into(),
+        });
+    }
+    Ok(())
+}
+
 /// One pass over `data` in shuffled mini-batches, training `model` to reproduce its input
 /// (MSE). Calls `on_batch(loss, images)` after each step. Returns the mean training loss.
 ///
 /// # Errors
-/// A bad batch size, or a model that does not map images to images of the same shape.
+/// [`Error::InvalidArgument`] if `data` has no images; a bad batch size, or a model that
+/// does not map images to images of the same shape.
 pub fn train_autoencoder_epoch<T: Float>(
     model: &mut impl Module<T>,
     optimizer: &mut impl Optimizer<T>,
@@ -65,6 +80,7 @@ pub fn train_autoencoder_epoch<T: Float>(
     shuffle_seed: u64,
     mut on_batch: impl FnMut(f64, usize),
 ) -> Result<f64> {
+    require_images("train_autoencoder_epoch", "data", data)?;
     let (mut total, mut count) = (0.0, 0);
     for batch in Batches::new(data, batch_size, Some(shuffle_seed))? {
         let n = batch.images.len_of(Axis(0));
@@ -81,7 +97,7 @@ pub fn train_autoencoder_epoch<T: Float>(
         // The tape is gone, so the optimizer updates the parameters in place without copies.
         optimizer.step(model, &grads);
     }
-    Ok(total / count.max(1) as f64)
+    Ok(total / count as f64)
 }
 
 /// Mean squared reconstruction error of `model` over `data` (every pixel of every image),
@@ -90,6 +106,7 @@ pub fn train_autoencoder_epoch<T: Float>(
 /// # Errors
 /// As [`train_autoencoder_epoch`].
 pub fn reconstruction_mse<T: Float>(model: &impl Module<T>, data: &Dataset, batch_size: usize) -> Result<f64> {
+    require_images("reconstruction_mse", "data", data)?;
     let (mut total, mut count) = (0.0, 0usize);
     for batch in Batches::new(data, batch_size, None)? {
         let tape = Tape::new();
@@ -101,7 +118,7 @@ pub fn reconstruction_mse<T: Float>(model: &impl Module<T>, data: &Dataset, batc
         })?;
         total += value;
     }
-    Ok(total / count.max(1) as f64)
+    Ok(total / count as f64)
 }
 
 /// Reconstructions of `images` (`[n, 1, h, w]`) by `model`.
@@ -113,12 +130,27 @@ pub fn reconstruct<T: Float>(model: &impl Module<T>, images: Array4<f32>) -> Res
     tape.no_grad(|| Ok((*model.forward(tape.constant(to_array(images)))?.value()).clone()))
 }
 
-/// The MSE of the trivial model that always predicts the mean training image: the baseline a
-/// trained autoencoder must beat.
-pub fn mean_image_mse(train: &Dataset, validation: &Dataset) -> f64 {
-    let Some(mean) = train.images.mean_axis(Axis(0)) else {
-        return f64::NAN;
-    };
+/// The MSE over `validation` of the trivial model that always predicts the mean image of
+/// `train`: the baseline a trained autoencoder must beat.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] if either set has no images (there is no mean to predict, or
+/// nothing to score it on); [`Error::BadShape`] if their images differ in size.
+pub fn mean_image_mse(train: &Dataset, validation: &Dataset) -> Result<f64> {
+    const OP: &str = "mean_image_mse";
+    require_images(OP, "train", train)?;
+    require_images(OP, "validation", validation)?;
+    let image = &train.images.shape()[1..];
+    if validation.images.shape()[1..] != *image {
+        return Err(bad_shape(
+            OP,
+            "validation",
+            validation.images.shape(),
+            format!("its images must be shaped as train's, {image:?}"),
+        ));
+    }
+    let mean = train.images.sum_axis(Axis(0)) / train.len() as f32;
     let diff = &validation.images - &mean.insert_axis(Axis(0));
-    diff.mapv(|d| (d as f64) * (d as f64)).mean().unwrap_or(f64::NAN)
+    let total: f64 = diff.iter().map(|&d| (d as f64) * (d as f64)).sum();
+    Ok(total / diff.len() as f64)
 }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use adjoint::data::idx::MAX_DATA_BYTES;
 use adjoint::data::{
     Batches, DataError, Dataset, ShapeKind, load_mnist_dir, parse_idx_images, parse_idx_labels, read_idx_images,
     read_idx_labels, shapes::MIN_IMAGE_SIZE, synthetic_shapes,
@@ -288,16 +289,68 @@ fn idx_wrong_magic_and_zero_dimensions() {
     ));
 }
 
+/// The file holds more than its header announces: reading stops one byte past the announced
+/// data, raw or gzip, from memory or from a file, however much more there is.
+#[test]
+fn idx_trailing_data_is_read_only_one_byte_past_the_announced_size() {
+    let mut long = idx_images(2, 3, 3);
+    long.resize(long.len() + (1 << 20), 0);
+    let tmp = TempDir::new("trailing");
+    let raw_file = tmp.write("raw", &long);
+    let gzip_file = tmp.write("gz", &gzip(&long));
+    for (what, result) in [
+        ("raw bytes", parse_idx_images(&long)),
+        ("gzip bytes", parse_idx_images(&gzip(&long))),
+        ("a raw file", read_idx_images(&raw_file)),
+        ("a gzip file", read_idx_images(&gzip_file)),
+    ] {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::TrailingBytes {
+                    expected: 34,
+                    found: 35,
+                    ..
+                }
+            ),
+            "{what}: {err}"
+        );
+    }
+}
+
 #[test]
 fn idx_huge_header_fails_without_allocating() {
-    let mut bytes = Vec::new();
-    for word in [2051, u32::MAX, u32::MAX, u32::MAX] {
-        bytes.extend(word.to_be_bytes());
-    }
+    let header = |words: [u32; 4]| words.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
+    // Sizes whose product overflows usize.
+    let err = parse_idx_images(&header([2051, u32::MAX, u32::MAX, u32::MAX])).unwrap_err();
+    assert!(
+        matches!(&err, DataError::TooLarge { dims, limit: MAX_DATA_BYTES, .. } if *dims == [u32::MAX; 3]),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("[4294967295, 4294967295, 4294967295]"),
+        "{err}"
+    );
+    // 2 GB of pixels: countable, but past the limit, and refused before any data is read.
+    let err = parse_idx_images(&header([2051, 2000, 1000, 1000])).unwrap_err();
+    assert!(
+        matches!(&err, DataError::TooLarge { dims, .. } if *dims == [2000, 1000, 1000]),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "<in-memory IDX data>: IDX dimensions [2000, 1000, 1000] announce more than {MAX_DATA_BYTES} bytes of data"
+        )
+    );
+    let err = parse_idx_labels(&header([2049, u32::MAX, 0, 0])[..8]).unwrap_err();
+    assert!(matches!(err, DataError::TooLarge { .. }), "{err}");
+    // Within the limit, a short file is truncated as before.
     assert!(matches!(
-        parse_idx_images(&bytes),
+        parse_idx_images(&header([2051, 1000, 1000, 1000])),
         Err(DataError::Truncated {
-            expected: u64::MAX,
+            expected: 1_000_000_016,
             found: 16,
             ..
         })

@@ -753,15 +753,16 @@ fn safetensors_file_round_trip() {
     assert_eq!(*ya, *yb);
 }
 
-/// Rebuilds a safetensors file from `bytes`, changing tensors with `edit` (drop one: `None`).
-fn rewrite(bytes: &[u8], edit: impl Fn(&str, Vec<usize>) -> Option<Vec<usize>>) -> Vec<u8> {
+/// Rebuilds a safetensors file from `bytes`, changing each tensor's shape and data with `edit`
+/// (drop one: `None`).
+fn rewrite(bytes: &[u8], edit: impl Fn(&str, Vec<usize>, Vec<u8>) -> Option<(Vec<usize>, Vec<u8>)>) -> Vec<u8> {
     let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
     let tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = file
         .tensors()
         .into_iter()
         .filter_map(|(name, view)| {
-            let shape = edit(&name, view.shape().to_vec())?;
-            Some((name, view.dtype(), shape, view.data().to_vec()))
+            let (shape, data) = edit(&name, view.shape().to_vec(), view.data().to_vec())?;
+            Some((name, view.dtype(), shape, data))
         })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
@@ -787,9 +788,9 @@ fn safetensors_bad_files_are_refused_and_leave_the_model_unchanged() {
     let last = before.last().unwrap().0.clone();
     assert_eq!(last, "9.bias");
 
-    let missing = rewrite(&good, |name, shape| (name != "9.bias").then_some(shape));
-    let reshaped = rewrite(&good, |name, shape| {
-        Some(if name == "9.weight" { vec![16, 9] } else { shape })
+    let missing = rewrite(&good, |name, shape, data| (name != "9.bias").then_some((shape, data)));
+    let reshaped = rewrite(&good, |name, shape, data| {
+        Some((if name == "9.weight" { vec![16, 9] } else { shape }, data))
     });
     let wrong_dtype = {
         let data = vec![0u8; 4];
@@ -868,6 +869,126 @@ fn safetensors_bad_files_are_refused_and_leave_the_model_unchanged() {
     // And the good file does load (so the checks above are not vacuous).
     io::from_bytes(&mut model, &good, std::path::Path::new("<memory>")).unwrap();
     assert!(!bit_identical(&before, &snapshot(&model)));
+}
+
+/// Sets the value at row-major `index` of parameter `name`.
+fn set_value<T: Float>(model: &mut impl Module<T>, name: &str, index: usize, value: T) {
+    let mut params = model.parameters_mut();
+    let (_, p) = params.iter_mut().find(|(n, _)| n == name).unwrap();
+    *p.value_mut().iter_mut().nth(index).unwrap() = value;
+}
+
+/// What a diverged run leaves, and how the errors print it.
+const NON_FINITE: [(&str, usize, f32, &str); 3] = [
+    ("0.weight", 17, f32::NAN, "NaN"),
+    ("9.bias", 0, f32::INFINITY, "inf"),
+    ("5.weight", 3, f32::NEG_INFINITY, "-inf"),
+];
+
+#[test]
+fn save_refuses_non_finite_weights_and_leaves_the_file_as_it_was() {
+    let path = temp_path("non-finite");
+    io::save(
+        &conv_autoencoder::<f32>(8, &mut StdRng::seed_from_u64(1)).unwrap(),
+        &path,
+    )
+    .unwrap();
+    let saved = std::fs::read(&path).unwrap();
+    for (name, index, value, printed) in NON_FINITE {
+        let mut model = conv_autoencoder::<f32>(8, &mut StdRng::seed_from_u64(2)).unwrap();
+        assert_eq!(io::first_non_finite(&model), None);
+        set_value(&mut model, name, index, value);
+        let what = format!("{name} holds {printed} at index {index}");
+        assert_eq!(io::first_non_finite(&model).as_deref(), Some(what.as_str()));
+
+        let err = io::save(&model, &path).unwrap_err();
+        assert!(matches!(err, Error::Weights { op: "save", .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&what) && message.contains("adjoint-test-nn"),
+            "{message}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), saved, "{what}: the file changed");
+        let err = io::to_bytes(&model).unwrap_err();
+        assert!(err.to_string().contains(&what), "{err}");
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Saving writes a new file renamed over the old name, not into the old file: a second name
+/// for the old file (a hard link, or a reader that has it open) still sees the old weights,
+/// whole. Writing in place would change them too.
+#[test]
+fn save_replaces_the_file_instead_of_writing_into_it() {
+    let dir = std::env::temp_dir().join(format!("adjoint-test-nn-{}-atomic", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (path, link) = (dir.join("weights.safetensors"), dir.join("link.safetensors"));
+    let (a, b) = (
+        conv_autoencoder::<f32>(8, &mut StdRng::seed_from_u64(1)).unwrap(),
+        conv_autoencoder::<f32>(8, &mut StdRng::seed_from_u64(2)).unwrap(),
+    );
+    io::save(&a, &path).unwrap();
+    std::fs::hard_link(&path, &link).unwrap();
+    io::save(&b, &path).unwrap();
+    let (now, linked) = (std::fs::read(&path).unwrap(), std::fs::read(&link).unwrap());
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(now, io::to_bytes(&b).unwrap());
+    assert_eq!(linked, io::to_bytes(&a).unwrap(), "the old file was written into");
+    assert_eq!(
+        names,
+        ["link.safetensors", "weights.safetensors"],
+        "a temporary file was left"
+    );
+}
+
+#[test]
+fn load_refuses_non_finite_values_and_values_beyond_the_model_type() {
+    let good = io::to_bytes(&conv_autoencoder::<f32>(8, &mut StdRng::seed_from_u64(1)).unwrap()).unwrap();
+    let mut model = conv_autoencoder::<f32>(8, &mut StdRng::seed_from_u64(2)).unwrap();
+    let before = snapshot(&model);
+    let path = temp_path("non-finite-load");
+    for (name, index, value, printed) in NON_FINITE {
+        let bad = rewrite(&good, |n, shape, mut data| {
+            if n == name {
+                data[4 * index..4 * index + 4].copy_from_slice(&value.to_le_bytes());
+            }
+            Some((shape, data))
+        });
+        std::fs::write(&path, &bad).unwrap();
+        let err = io::load(&mut model, &path).unwrap_err();
+        assert!(matches!(err, Error::Weights { op: "load", .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("{name} holds {printed} at index {index}"))
+                && message.contains(&*path.to_string_lossy()),
+            "{message}"
+        );
+        assert!(bit_identical(&before, &snapshot(&model)), "{name}: model changed");
+    }
+    let _ = std::fs::remove_file(&path);
+
+    // An F64 file may hold finite values an f32 model cannot: 1e300 would load as inf.
+    let mut wide = conv_autoencoder::<f64>(8, &mut StdRng::seed_from_u64(3)).unwrap();
+    set_value(&mut wide, "4.bias", 2, 1e300);
+    let wide_bytes = io::to_bytes(&wide).unwrap();
+    let err = io::from_bytes(&mut model, &wide_bytes, std::path::Path::new("wide.safetensors")).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("4.bias holds 1e300 at index 2, beyond the range of f32"),
+        "{message}"
+    );
+    assert!(bit_identical(&before, &snapshot(&model)), "model changed");
+    // The same file loads into an f64 model, and the good f32 file into this one: the
+    // refusals above are the values', not the files'.
+    let mut f64_model = conv_autoencoder::<f64>(8, &mut StdRng::seed_from_u64(4)).unwrap();
+    io::from_bytes(&mut f64_model, &wide_bytes, std::path::Path::new("<memory>")).unwrap();
+    assert!(bit_identical(&snapshot(&wide), &snapshot(&f64_model)));
+    io::from_bytes(&mut model, &good, std::path::Path::new("<memory>")).unwrap();
 }
 
 // ------------------------------------------------------------------ PyTorch cross-check

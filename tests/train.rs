@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use adjoint::Error;
 use adjoint::data::{Dataset, load_mnist_dir, synthetic_shapes};
 use adjoint::nn::{Module, Sequential};
 use adjoint::optim::Adam;
@@ -52,7 +53,7 @@ fn autoencoder_learns_synthetic_shapes() {
     let t0 = Instant::now();
     let (train, val) = synthetic_shapes(2200, 28, 0).unwrap().split_at(2000).unwrap();
     let (start, train_losses, val_losses, model) = run(&train, &val, 0, 3, 32, 64);
-    let baseline = mean_image_mse(&train, &val);
+    let baseline = mean_image_mse(&train, &val).unwrap();
     println!(
         "synthetic: validation {start:.5} -> {val_losses:.5?}, train {train_losses:.5?}, \
          mean-image baseline {baseline:.5}, {:.1} s",
@@ -136,14 +137,48 @@ fn mean_image_mse_by_hand() {
     let val = Dataset::new(cat(image([1.0, 0.5, 0.0, 0.5]), image([0.25, 0.25, 0.75, 1.0])), None).unwrap();
     // Squared differences: [0.25, 0, 0.25, 0] and [0.0625, 0.0625, 0.0625, 0.25]; sum 0.9375 over 8.
     let want = 0.9375 / 8.0;
-    let got = mean_image_mse(&train, &val);
+    let got = mean_image_mse(&train, &val).unwrap();
     assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     // Validating on the training set itself: variance per pixel, averaged: (0.25+0+0.25+0.0625)/4.
-    let own = mean_image_mse(&train, &train);
+    let own = mean_image_mse(&train, &train).unwrap();
     assert!((own - 0.5625 / 4.0).abs() < 1e-12, "{own}");
-    // No training images: no mean, NaN rather than a panic.
-    let empty = Dataset::new(Array4::zeros((0, 1, 2, 2)), None).unwrap();
-    assert!(mean_image_mse(&empty, &val).is_nan());
+    // Images of another size: an error, not a panic in the subtraction.
+    let wide = Dataset::new(Array4::zeros((1, 1, 2, 3)), None).unwrap();
+    let err = mean_image_mse(&train, &wide).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BadShape {
+                op: "mean_image_mse",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// No images: no mean to report. An empty set is an error naming the function, not a loss of
+/// 0 (a perfect model) nor NaN.
+#[test]
+fn empty_datasets_are_refused() {
+    let empty = Dataset::new(Array4::zeros((0, 1, 28, 28)), None).unwrap();
+    let some = synthetic_shapes(4, 28, 0).unwrap();
+    let mut model = conv_autoencoder::<f32>(4, &mut StdRng::seed_from_u64(0)).unwrap();
+    let refused = |result: adjoint::Result<f64>, op: &str, param: &str| {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { op: o, param: p, .. } if *o == op && *p == param),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("no images"), "{err}");
+    };
+    let epoch = train_autoencoder_epoch(&mut model, &mut Adam::new(1e-3), &empty, 8, 0, |_, _| {
+        panic!("a step on no data")
+    });
+    refused(epoch, "train_autoencoder_epoch", "data");
+    refused(reconstruction_mse(&model, &empty, 8), "reconstruction_mse", "data");
+    refused(mean_image_mse(&empty, &some), "mean_image_mse", "train");
+    refused(mean_image_mse(&some, &empty), "mean_image_mse", "validation");
 }
 
 #[test]
@@ -158,7 +193,7 @@ fn mnist_short_run_reduces_validation_loss() {
     let (first, _) = all.split_at(1000).unwrap();
     let (train, val) = first.split_at(900).unwrap();
     let (start, train_losses, val_losses, _) = run(&train, &val, 0, 3, 32, 64);
-    let baseline = mean_image_mse(&train, &val);
+    let baseline = mean_image_mse(&train, &val).unwrap();
     println!(
         "MNIST: validation {start:.5} -> {val_losses:.5?}, train {train_losses:.5?}, \
          mean-image baseline {baseline:.5}, {:.1} s",

@@ -1,7 +1,9 @@
 //! Pictures of what the library computes: loss curves, image grids, heat maps of matrices.
 //!
 //! Every function draws into memory and writes a PNG file only once the whole picture is done,
-//! so a refused input or a drawing failure never leaves a half-drawn file behind.
+//! so a refused input or a drawing failure never leaves a half-drawn file behind; the file is
+//! written to a temporary name and renamed into place ([`write_atomically`]), so a failed write
+//! never leaves a half-written one either.
 //!
 //! The build needs nothing beyond the Rust toolchain, and pictures come out identical on every
 //! machine:
@@ -902,7 +904,48 @@ fn write_png(op: &'static str, path: &Path, size: (u32, u32), buf: &[u8]) -> Res
         reason,
     };
     let png = encode_png(size, buf).map_err(|e| failed(e.to_string()))?;
-    std::fs::write(path, png).map_err(|e| failed(e.to_string()))
+    write_atomically(path, &png).map_err(|e| failed(e.to_string()))
+}
+
+/// Writes `bytes` to `path` whole or not at all: into a new temporary file in the same
+/// directory, flushed to disk, then renamed over `path`.
+///
+/// A rename within one directory replaces the name in one step, so a reader of `path` sees the
+/// old file or the new one, never a half-written one, and a failed write (full disk, a crash)
+/// leaves an existing file as it was. Every PNG here is written this way, and so are adjoint's
+/// weights (`adjoint::nn::io::save`): this crate sits below adjoint, so one function serves both.
+///
+/// # Errors
+/// `path` has no file name (it is empty or ends in `..`), or creating, writing or renaming the
+/// temporary file fails; the temporary file is removed again.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file"))?;
+    // Hidden, and unique per process and per call, so that parallel writers never share one.
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(
+        ".{}-{}.tmp",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let temp = path.with_file_name(temp_name);
+    let mut file = std::fs::File::create_new(&temp)?;
+    let written = file
+        .write_all(bytes)
+        // On disk before the rename: otherwise a crash soon after it can leave the name
+        // pointing at an empty file on some file systems.
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }
 
 /// Encodes 8-bit RGB pixels as a PNG file with the `png` crate (plotters' own
@@ -1189,6 +1232,50 @@ mod tests {
         let err = loss_curves(&missing, "t", &[("a", &[1.0, 0.5])]).unwrap_err();
         assert!(matches!(err, PlotError::Write { .. }), "{err}");
         assert!(!p.exists(), "a refused call must not leave a file");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The names in `dir`, sorted.
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A PNG is written to a new file renamed over the old name, not into the old file: a
+    /// second name for the old file (a hard link, or a reader that has it open) still sees the
+    /// old picture, whole. Writing in place would change it too.
+    #[test]
+    fn a_png_replaces_the_file_instead_of_writing_into_it() {
+        let dir = temp_dir("atomic");
+        let (p, link) = (dir.join("loss.png"), dir.join("link.png"));
+        loss_curves(&p, "first", &[("a", &[1.0, 0.5])]).unwrap();
+        std::fs::hard_link(&p, &link).unwrap();
+        let first = std::fs::read(&p).unwrap();
+        loss_curves(&p, "second", &[("a", &[1.0, 0.5, 0.25])]).unwrap();
+        assert_ne!(std::fs::read(&p).unwrap(), first, "the new picture was not written");
+        assert_eq!(std::fs::read(&link).unwrap(), first, "the old file was written into");
+        assert_eq!(listing(&dir), ["link.png", "loss.png"], "a temporary file was left");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn write_atomically_cleans_up_after_a_failed_write() {
+        let dir = temp_dir("atomic-err");
+        // The rename fails: the name is taken by a directory that is not empty.
+        let taken = dir.join("taken.png");
+        std::fs::create_dir_all(taken.join("inside")).unwrap();
+        assert!(write_atomically(&taken, b"png").is_err());
+        assert!(taken.join("inside").is_dir());
+        assert_eq!(listing(&dir), ["taken.png"], "the temporary file was left");
+        // No directory to write in: nothing is created.
+        assert!(write_atomically(&dir.join("missing").join("x.png"), b"png").is_err());
+        assert_eq!(listing(&dir), ["taken.png"]);
+        let err = write_atomically(Path::new(".."), b"png").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

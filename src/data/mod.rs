@@ -81,14 +81,27 @@ pub enum DataError {
 
     /// The file holds more bytes than its header announces, so the header
     /// and the data disagree about the shape.
-    #[error("{}: IDX size mismatch: header announces {expected} bytes, file holds {found}", path.display())]
+    #[error("{}: IDX size mismatch: header announces {expected} bytes, file holds at least {found}", path.display())]
     TrailingBytes {
         /// The file that was read.
         path: PathBuf,
         /// Bytes the header requires.
         expected: u64,
-        /// Bytes actually present (after decompression).
+        /// Bytes read (after decompression): reading stops at the first byte
+        /// past `expected`, so a file far too long costs no more to refuse.
         found: u64,
+    },
+
+    /// A header announces more data than [`idx::MAX_DATA_BYTES`] (or than
+    /// `usize` can count); the file is refused before any data is read.
+    #[error("{}: IDX dimensions {dims:?} announce more than {limit} bytes of data", path.display())]
+    TooLarge {
+        /// The file that was read.
+        path: PathBuf,
+        /// The dimension sizes the header announces.
+        dims: Vec<u32>,
+        /// [`idx::MAX_DATA_BYTES`].
+        limit: usize,
     },
 
     /// A header declares a zero-sized dimension.

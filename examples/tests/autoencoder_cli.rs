@@ -1,0 +1,230 @@
+//! The autoencoder example as users run it: the binary itself, on tiny runs.
+//!
+//! `cargo test` builds the package's examples before running its tests, so the binary is
+//! found beside this test's own executable (`target/<profile>/deps/<test>-<hash>`), in
+//! `target/<profile>/examples/`. A `cargo test --test autoencoder_cli` alone does not build
+//! examples: the test then stops, and says so, if the binary is missing or older than its source.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The example's binary, built by `cargo test` in this test's profile.
+fn binary() -> PathBuf {
+    let me = std::env::current_exe().unwrap();
+    let profile_dir = me.parent().and_then(Path::parent).unwrap();
+    let path = profile_dir
+        .join("examples")
+        .join(format!("autoencoder{}", std::env::consts::EXE_SUFFIX));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("autoencoder.rs");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let built = modified(&path);
+    assert!(
+        built.is_some() && built >= modified(&source),
+        "{} is missing or older than {}: run `cargo test` (which builds the examples), or \
+         `cargo build --example autoencoder` in this profile",
+        path.display(),
+        source.display()
+    );
+    path
+}
+
+/// A fresh directory for one test, under Cargo's scratch directory for tests.
+fn scratch(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("autoencoder-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(args: &[String]) -> Output {
+    Command::new(binary()).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// What a successful run leaves in `--out-dir`, and nothing else.
+const OUTPUTS: [&str; 3] = ["autoencoder.safetensors", "loss.png", "reconstructions.png"];
+
+/// The flags of a run of a fraction of a second, as `(flag, value)` pairs.
+const TINY: [(&str, &str); 4] = [
+    ("--epochs", "1"),
+    ("--train-size", "64"),
+    ("--val-size", "32"),
+    ("--latent", "8"),
+];
+
+/// The tiny run's flags with `changes` applied (a flag given twice is an error in itself), and
+/// `--out-dir out_dir`.
+fn tiny_with(changes: &[(&str, &str)], out_dir: &Path) -> Vec<String> {
+    let mut flags: Vec<(&str, &str)> = TINY.to_vec();
+    for &(flag, value) in changes {
+        match flags.iter_mut().find(|(f, _)| *f == flag) {
+            Some(pair) => pair.1 = value,
+            None => flags.push((flag, value)),
+        }
+    }
+    let mut args: Vec<String> = flags
+        .iter()
+        .flat_map(|&(f, v)| [f.to_string(), v.to_string()])
+        .collect();
+    args.extend(["--out-dir".to_string(), out_dir.display().to_string()]);
+    args
+}
+
+/// Raw IDX files of `n` blank 28×28 images and their labels, under the names MNIST uses.
+fn write_idx_dir(dir: &Path, n: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut images: Vec<u8> = [2051, n, 28, 28].iter().flat_map(|w: &u32| w.to_be_bytes()).collect();
+    images.resize(images.len() + (n * 28 * 28) as usize, 0);
+    let mut labels: Vec<u8> = [2049, n].iter().flat_map(|w: &u32| w.to_be_bytes()).collect();
+    labels.resize(labels.len() + n as usize, 0);
+    std::fs::write(dir.join("train-images-idx3-ubyte"), images).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), labels).unwrap();
+}
+
+/// Each flag that makes a run meaningless is refused before any work — nothing loaded (the
+/// example prints `data: ...` once its data is loaded), no output directory — with a message
+/// naming the flag and the value.
+#[test]
+fn meaningless_flags_are_refused_before_any_work() {
+    let dir = scratch("bad-flags");
+    let mnist_like = dir.join("ten-images");
+    write_idx_dir(&mnist_like, 10);
+    let data_dir = mnist_like.display().to_string();
+    let huge = usize::MAX.to_string();
+    // The flags changed, and the flag and value the message must name.
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec![("--lr", "0")], "--lr", "0"),
+        (vec![("--lr", "-1")], "--lr", "-1"),
+        (vec![("--lr", "NaN")], "--lr", "NaN"),
+        (vec![("--lr", "inf")], "--lr", "inf"),
+        (vec![("--epochs", "0")], "--epochs", "0"),
+        (vec![("--batch-size", "0")], "--batch-size", "0"),
+        (vec![("--batch-size", "100000")], "--batch-size", "100000"),
+        (
+            vec![("--train-size", &huge), ("--val-size", "1")],
+            "--train-size",
+            &huge,
+        ),
+        (vec![("--train-size", "1"), ("--val-size", &huge)], "--val-size", &huge),
+        (vec![("--latent", "1000000000000")], "--latent", "1000000000000"),
+        (vec![("--latent", "785")], "--latent", "785"),
+        (vec![("--latent", "0")], "--latent", "0"),
+        (vec![("--train-size", "0")], "--train-size", "0"),
+        (vec![("--val-size", "0")], "--val-size", "0"),
+        // All ten images would train, none would validate.
+        (
+            vec![("--data-dir", &data_dir), ("--train-size", "10")],
+            "--train-size",
+            "10",
+        ),
+    ];
+    for (i, (changes, flag, value)) in cases.iter().enumerate() {
+        let out_dir = dir.join(format!("out-{i}"));
+        let out = run(&tiny_with(changes, &out_dir));
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        let case = format!("{changes:?}: status {}, stderr {stderr:?}", out.status);
+        assert!(!out.status.success(), "{case}");
+        assert!(stderr.contains(flag) && stderr.contains(value), "{case}");
+        assert!(stdout.is_empty(), "{case}: work started: {stdout:?}");
+        assert!(!out_dir.exists(), "{case}: {} was created", out_dir.display());
+    }
+    // The same data directory with one image to spare is a run (so the refusal above was the
+    // split's, not the directory's).
+    let out_dir = dir.join("out-nine");
+    let out = run(&tiny_with(
+        &[("--data-dir", &data_dir), ("--train-size", "9")],
+        &out_dir,
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("9 training, 1 validation images"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A tiny run writes its three files and reports as before; `--eval` reads its weights back,
+/// and refuses a copy holding a NaN or an infinity instead of printing a number.
+#[test]
+fn a_tiny_run_writes_its_outputs_and_eval_refuses_non_finite_weights() {
+    let dir = scratch("tiny-run");
+    let out_dir = dir.join("out");
+    let out = run(&tiny_with(&[], &out_dir));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for line in [
+        "data: synthetic shapes: 64 training, 32 validation images",
+        "epoch   1: train ",
+        "pictures: ",
+        "done in ",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in {stdout:?}");
+    }
+    assert_eq!(listing(&out_dir), OUTPUTS);
+    for png in ["loss.png", "reconstructions.png"] {
+        assert!(
+            std::fs::read(out_dir.join(png))
+                .unwrap()
+                .starts_with(b"\x89PNG\r\n\x1a\n"),
+            "{png}"
+        );
+    }
+
+    let weights = out_dir.join("autoencoder.safetensors");
+    let eval = |path: &Path| run(&tiny_with(&[("--eval", &path.display().to_string())], &out_dir));
+    let out = eval(&weights);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("validation MSE 0."), "{}", text(&out.stdout));
+
+    // A safetensors file ends with the data of its tensors: its last 4 bytes are one f32 weight.
+    let good = std::fs::read(&weights).unwrap();
+    for (value, printed) in [(f32::NAN, "holds NaN"), (f32::INFINITY, "holds inf")] {
+        let mut bad = good.clone();
+        let end = bad.len();
+        bad[end - 4..].copy_from_slice(&value.to_le_bytes());
+        let bad_path = dir.join("bad.safetensors");
+        std::fs::write(&bad_path, bad).unwrap();
+        let out = eval(&bad_path);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{printed}: {}", text(&out.stdout));
+        assert!(
+            stderr.contains(printed) && stderr.contains("bad.safetensors"),
+            "{stderr}"
+        );
+        assert!(!text(&out.stdout).contains("validation MSE"));
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A run that diverges (a learning rate no `f32` holds turns the weights into NaN at the first
+/// step) is an error, and the previous run's files stay as they were.
+#[test]
+fn a_diverged_run_is_an_error_and_leaves_the_previous_outputs() {
+    let dir = scratch("diverged");
+    let out = run(&tiny_with(&[], &dir));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let before: Vec<Vec<u8>> = OUTPUTS.iter().map(|f| std::fs::read(dir.join(f)).unwrap()).collect();
+
+    let out = run(&tiny_with(&[("--epochs", "2"), ("--lr", "1e300")], &dir));
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        stderr.contains("diverged") && stderr.contains("nothing was written"),
+        "{stderr}"
+    );
+    let after: Vec<Vec<u8>> = OUTPUTS.iter().map(|f| std::fs::read(dir.join(f)).unwrap()).collect();
+    assert!(before == after, "a failed run changed the outputs");
+    assert_eq!(listing(&dir), OUTPUTS);
+    std::fs::remove_dir_all(dir).unwrap();
+}
