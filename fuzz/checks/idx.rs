@@ -45,15 +45,23 @@ pub fn check(input: &[u8]) {
     }
 }
 
+/// Inflating more than this to know what a raw gzip file holds is left to the parsers alone,
+/// so that the check itself never allocates much.
+const MAX_INFLATED: u64 = 1 << 24;
+
 /// The IDX bytes a raw file stands for: itself, or its inflation if it is gzip (`None` if it
-/// starts like gzip but does not inflate cleanly: then only self-consistency is checked).
+/// starts like gzip but does not inflate cleanly or inflates to more than [`MAX_INFLATED`]
+/// bytes: then only self-consistency is checked).
 fn raw_contents(file: &[u8]) -> Option<Vec<u8>> {
     if !file.starts_with(&[0x1f, 0x8b]) {
         return Some(file.to_vec());
     }
     let mut out = Vec::new();
-    MultiGzDecoder::new(file).read_to_end(&mut out).ok()?;
-    Some(out)
+    MultiGzDecoder::new(file)
+        .take(MAX_INFLATED + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() as u64 <= MAX_INFLATED).then_some(out)
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
