@@ -112,6 +112,9 @@ fn heat_maps(args: &Args, size: usize, stride: usize) -> Result<(), Box<dyn std:
 
 const TAPS: &str = "xyzuvwpqrstabcdefghijklmno";
 
+/// The largest `--size`, `--stride`, `--padding` or `--dilation` (see [`run`]).
+const MAX_SETTING: usize = 64;
+
 fn vector(values: &[f64]) -> String {
     let cells: Vec<String> = values.iter().map(|v| format!("{v:>6.1}")).collect();
     format!("[{}]", cells.join(""))
@@ -142,6 +145,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let given = |flag: &str| matches.value_source(flag) == Some(ValueSource::CommandLine);
     if args.kernel == 0 || args.kernel > TAPS.len() {
         return Err(format!("--kernel must be in 1..={}", TAPS.len()).into());
+    }
+    // Every matrix is printed row by row: past a few dozen cells it is no longer readable, and
+    // the sizes would otherwise reach the library unbounded (its errors still name the rest).
+    for (flag, value) in [
+        ("--size", args.size),
+        ("--stride", args.stride),
+        ("--padding", args.padding),
+        ("--dilation", args.dilation),
+    ] {
+        if value > MAX_SETTING {
+            return Err(
+                format!("{flag} {value} is more than a printed matrix can show (at most {MAX_SETTING})").into(),
+            );
+        }
     }
     let conv_opts = ConvOptions::new()
         .stride(args.stride)
