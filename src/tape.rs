@@ -123,16 +123,13 @@ impl<T: Float> Tape<T> {
     /// kept for its value and printing but `backward` passes through it without work.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if an input lives on another tape. Node ids are positions on
-    /// one tape, so recording a foreign input would make `backward` send its gradient to
-    /// whatever node of this tape has the same id: a wrong answer with no error.
+    /// [`Error::MixedTapes`] if an input lives on another tape. Node ids are positions on one
+    /// tape, so recording a foreign input would make `backward` send its gradient to whatever
+    /// node of this tape has the same id: a wrong answer with no error.
     pub fn record<'t>(&'t self, value: ArrayD<T>, inputs: &[Var<'t, T>], op: impl Op<T>) -> Result<Var<'t, T>> {
-        if let Some(k) = inputs.iter().position(|v| !std::ptr::eq(v.tape, self)) {
-            return Err(Error::MixedTapes {
-                op: op.name(),
-                input: k,
-                id: inputs[k].id,
-            });
+        // The op's name (a formatted string) only on the error path: this runs for every node.
+        if let Some(k) = self.foreign_input(inputs) {
+            return Err(mixed_tapes(op.name(), inputs, k));
         }
         let requires_grad = self.recording.get() && inputs.iter().any(|v| v.requires_grad());
         let ids = inputs.iter().map(|v| v.id).collect();
@@ -142,14 +139,15 @@ impl<T: Float> Tape<T> {
     /// Refuses `inputs` not all on this tape, as [`Tape::record`] does, for an op that records
     /// several nodes: checked up front, so it fails before recording any of them.
     pub(crate) fn check_inputs(&self, op: &str, inputs: &[Var<'_, T>]) -> Result<()> {
-        match inputs.iter().position(|v| !std::ptr::eq(v.tape, self)) {
+        match self.foreign_input(inputs) {
             None => Ok(()),
-            Some(k) => Err(Error::MixedTapes {
-                op: op.to_string(),
-                input: k,
-                id: inputs[k].id,
-            }),
+            Some(k) => Err(mixed_tapes(op.to_string(), inputs, k)),
         }
+    }
+
+    /// The position of the first input recorded on another tape, if any.
+    fn foreign_input(&self, inputs: &[Var<'_, T>]) -> Option<usize> {
+        inputs.iter().position(|v| !std::ptr::eq(v.tape, self))
     }
 
     fn push(&self, value: Rc<ArrayD<T>>, inputs: Vec<usize>, kind: Kind<T>, requires_grad: bool) -> Var<'_, T> {
@@ -307,6 +305,15 @@ impl<T: Float> Tape<T> {
 
     fn value(&self, id: usize) -> Rc<ArrayD<T>> {
         Rc::clone(&self.nodes.borrow()[id].value)
+    }
+}
+
+/// [`Error::MixedTapes`] for input `k` of `op`.
+fn mixed_tapes<T: Float>(op: String, inputs: &[Var<'_, T>], k: usize) -> Error {
+    Error::MixedTapes {
+        op,
+        input: k,
+        id: inputs[k].id,
     }
 }
 
