@@ -1,9 +1,8 @@
 //! Replays the committed fuzz corpora through the fuzz targets' own checks, on stable Rust:
-//! every file in `fuzz/corpus/idx/` and `fuzz/corpus/safetensors/` must still pass (see
-//! `fuzz/README.md`). The checks are the files the targets include, not copies.
-//!
-//! The `conv_options` corpus is not replayed here: its inputs are decoded with the `arbitrary`
-//! crate, which only the fuzz crate depends on.
+//! every file in `fuzz/corpus/{idx,safetensors,conv_options}/` must still pass (see
+//! `fuzz/README.md`). The checks are the files the targets include, not copies; a
+//! `conv_options` file is decoded as libFuzzer's typed targets decode it
+//! (`Arbitrary::arbitrary_take_rest`), with the fuzz crate's version of `arbitrary`.
 //!
 //! `cargo test --release --test fuzz_corpus -- --ignored` writes the seed inputs (small valid
 //! files) into the corpus directories.
@@ -11,6 +10,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
+#[path = "../fuzz/checks/conv_options.rs"]
+mod conv_options;
 #[path = "../fuzz/checks/idx.rs"]
 mod idx;
 #[path = "../fuzz/checks/safetensors.rs"]
@@ -54,6 +55,19 @@ fn idx_corpus_passes() {
 #[test]
 fn safetensors_corpus_passes() {
     replay("safetensors", safetensors::check);
+}
+
+/// Includes the inputs that once crashed, hung or returned a wrong shape (overflowing settings,
+/// empty outputs of huge spatial sizes): fixed, and kept fixed.
+#[test]
+fn conv_options_corpus_passes() {
+    use arbitrary::{Arbitrary, Unstructured};
+    replay("conv_options", |bytes| {
+        // Bytes that decode to no case are skipped by the fuzz target too.
+        if let Ok(case) = conv_options::Case::arbitrary_take_rest(Unstructured::new(bytes)) {
+            conv_options::check(&case);
+        }
+    });
 }
 
 #[test]
