@@ -4,9 +4,9 @@
 //! and transposed convolution.
 //!
 //! A convolution is a matrix product `y = A x`, with `A` a banded matrix fixed by the kernel
-//! and the settings; a transposed convolution is `y = Aᵀ x`. Since `∂(Ax)/∂x = Aᵀ`, the
-//! backward pass of each is the forward pass of the other — and in adjoint the gradient rule of
-//! each literally calls the other (see [`ops::conv`]).
+//! and the settings; a transposed convolution is `y = Aᵀ x`. Since `y = A x` gives
+//! `∂L/∂x = Aᵀ ∂L/∂y`, the backward pass of each is the forward pass of the other — and in
+//! adjoint the gradient rule of each literally calls the other (see [`ops::conv`]).
 //!
 //! ## The tape in one example
 //! ```

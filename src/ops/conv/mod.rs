@@ -1,7 +1,7 @@
 //! Convolution and transposed convolution: each one's backward is the other's forward.
 //!
 //! A conv is a matrix product `y = A·x`, each row of `A` one position of the sliding kernel; a
-//! transposed conv is `y = Aᵀ·x` with the same weight. Since `∂(A·x)/∂x = Aᵀ`:
+//! transposed conv is `y = Aᵀ·x` with the same weight. Since `y = A·x` gives `∂L/∂x = Aᵀ·∂L/∂y`:
 //!
 //! | op | forward | gradient for `x` | gradient for `w` |
 //! |---|---|---|---|
