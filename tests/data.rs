@@ -696,3 +696,126 @@ fn batches_reject_zero_batch_size() {
     ));
     assert!(err.to_string().contains("batch_size"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic scenes (segmentation and key points)
+// ---------------------------------------------------------------------------------------------
+
+mod scenes {
+    use adjoint::data::{DataError, KeypointKind, SceneClass, synthetic_scenes};
+
+    #[test]
+    fn scenes_are_determined_by_the_seed_and_a_smaller_set_is_a_prefix() {
+        let big = synthetic_scenes(12, 48, 5).unwrap();
+        assert_eq!(big, synthetic_scenes(12, 48, 5).unwrap());
+        let (first, _) = big.split_at(7).unwrap();
+        assert_eq!(first, synthetic_scenes(7, 48, 5).unwrap());
+        assert_ne!(big, synthetic_scenes(12, 48, 6).unwrap());
+    }
+
+    #[test]
+    fn scenes_hold_valid_images_masks_and_points() {
+        let scenes = synthetic_scenes(200, 64, 1).unwrap();
+        assert_eq!(scenes.images.shape(), &[200, 1, 64, 64]);
+        assert_eq!(scenes.masks.shape(), &[200, 64, 64]);
+        assert!(scenes.images.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert!(scenes.masks.iter().all(|&c| usize::from(c) < SceneClass::ALL.len()));
+        // Every class occurs, and the background is the largest.
+        let mut counts = [0usize; 5];
+        scenes.masks.iter().for_each(|&c| counts[usize::from(c)] += 1);
+        assert!(counts.iter().all(|&n| n > 0), "{counts:?}");
+        assert!(counts[0] > counts[1..].iter().sum::<usize>(), "{counts:?}");
+        for points in &scenes.keypoints {
+            // 2 to 4 shapes, so at most 4 centres; the last shape's points are never hidden.
+            let centres = points.iter().filter(|p| p.kind == KeypointKind::Centre).count();
+            assert!((1..=4).contains(&centres), "{points:?}");
+            for p in points {
+                assert!((0.0..=64.0).contains(&p.x) && (0.0..=64.0).contains(&p.y), "{p:?}");
+                assert_ne!(p.class, SceneClass::Background);
+                if p.kind == KeypointKind::Corner {
+                    assert!(matches!(p.class, SceneClass::Rectangle | SceneClass::Triangle), "{p:?}");
+                }
+            }
+        }
+    }
+
+    /// Shapes are brighter than the background on average (0.45–1.0 against 0.15, plus the
+    /// same noise), so masks and images agree; and a visible centre of a filled shape lies on
+    /// a pixel of its own class (all but the rare pixel whose centre a later shape covers
+    /// while the exact point stays outside it).
+    #[test]
+    fn masks_and_points_agree_with_the_images() {
+        let scenes = synthetic_scenes(200, 64, 2).unwrap();
+        let (mut shape, mut background) = ((0.0f64, 0usize), (0.0f64, 0usize));
+        for (v, &c) in scenes.images.iter().zip(scenes.masks.iter()) {
+            let acc = if c == 0 { &mut background } else { &mut shape };
+            acc.0 += f64::from(*v);
+            acc.1 += 1;
+        }
+        let (shape, background) = (shape.0 / shape.1 as f64, background.0 / background.1 as f64);
+        assert!(
+            shape > background + 0.4,
+            "shape mean {shape}, background mean {background}"
+        );
+        let (mut agree, mut total) = (0, 0);
+        for (i, points) in scenes.keypoints.iter().enumerate() {
+            for p in points {
+                if p.kind == KeypointKind::Centre && matches!(p.class, SceneClass::Disc | SceneClass::Triangle) {
+                    total += 1;
+                    agree += usize::from(scenes.masks[[i, p.y as usize, p.x as usize]] == p.class as u8);
+                }
+            }
+        }
+        assert!(total > 100 && agree * 100 >= total * 99, "{agree} of {total}");
+    }
+
+    #[test]
+    fn bad_scene_sizes_are_refused() {
+        for size in [0, 31, 1025, usize::MAX] {
+            let err = synthetic_scenes(4, size, 0).unwrap_err();
+            assert!(matches!(err, DataError::InvalidArgument { param: "size", .. }), "{err}");
+        }
+        let err = synthetic_scenes(usize::MAX, 64, 0).unwrap_err();
+        assert!(matches!(err, DataError::InvalidArgument { param: "n", .. }), "{err}");
+        assert!(synthetic_scenes(0, 64, 0).unwrap().is_empty());
+    }
+
+    /// The export is what `numpy.load` reads: checked here by parsing the files' headers and
+    /// data by hand (the format is fixed by NumPy's spec); `numpy.load` itself read such an
+    /// export when this was written (shapes, dtypes and values as here).
+    #[test]
+    fn scenes_export_as_npy() {
+        let scenes = synthetic_scenes(3, 32, 9).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scenes-npy-{}", std::process::id()));
+        scenes.export(&dir).unwrap();
+        let read = |name: &str| {
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{name}");
+            let len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+            assert_eq!((10 + len) % 64, 0, "{name}: header not aligned");
+            let header = String::from_utf8(bytes[10..10 + len].to_vec()).unwrap();
+            (header, bytes[10 + len..].to_vec())
+        };
+        let (header, data) = read("images.npy");
+        assert!(
+            header.contains("'descr': '<f4'") && header.contains("'shape': (3, 1, 32, 32)"),
+            "{header}"
+        );
+        let first: Vec<f32> = data[..16]
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(first, scenes.images.iter().take(4).copied().collect::<Vec<_>>());
+        let (header, data) = read("masks.npy");
+        assert!(
+            header.contains("'descr': '|u1'") && header.contains("'shape': (3, 32, 32)"),
+            "{header}"
+        );
+        assert_eq!(data, scenes.masks.iter().copied().collect::<Vec<_>>());
+        let (header, data) = read("keypoints.npy");
+        let total: usize = scenes.keypoints.iter().map(Vec::len).sum();
+        assert!(header.contains(&format!("'shape': ({total}, 5)")), "{header}");
+        assert_eq!(data.len(), total * 5 * 4);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -207,7 +207,7 @@ impl Shape {
 }
 
 /// Shape outlines in pixel units, positioned around the origin.
-enum Geometry {
+pub(super) enum Geometry {
     Disc {
         radius: f32,
     },
@@ -238,7 +238,7 @@ impl Geometry {
     /// Proportions scale with the image side `s`; the absolute floors (in
     /// pixels) only bite on the smallest images, where a shape would
     /// otherwise shrink to a speck.
-    fn random(kind: ShapeKind, s: f32, rng: &mut StdRng) -> Geometry {
+    pub(super) fn random(kind: ShapeKind, s: f32, rng: &mut StdRng) -> Geometry {
         match kind {
             ShapeKind::Disc => Geometry::Disc {
                 radius: uniform(rng, 0.12 * s, 0.3 * s).max(1.5),
@@ -293,7 +293,7 @@ impl Geometry {
 
     /// Signed distance in pixels from `p` (relative to the shape's origin)
     /// to the shape's edge: negative inside, positive outside.
-    fn distance(&self, p: Vec2) -> f32 {
+    pub(super) fn distance(&self, p: Vec2) -> f32 {
         match *self {
             Geometry::Disc { radius } => p.length() - radius,
             Geometry::Ring { radius, half_width } => (p.length() - radius).abs() - half_width,
@@ -328,7 +328,7 @@ impl Geometry {
     }
 
     /// Axis-aligned bounding box around the origin, as (min, max) corners.
-    fn bounds(&self) -> (Vec2, Vec2) {
+    pub(super) fn bounds(&self) -> (Vec2, Vec2) {
         let extent = match *self {
             Geometry::Disc { radius } => Vec2::new(radius, radius),
             Geometry::Ring { radius, half_width } => Vec2::new(radius + half_width, radius + half_width),
@@ -366,19 +366,19 @@ fn line(half_width: f32) -> f32 {
 /// A uniform sample from `[lo, hi)`, or `lo` when the range is empty: a
 /// shape as large as the image has exactly one valid position, and
 /// `random_range` would panic on the empty range.
-fn uniform(rng: &mut StdRng, lo: f32, hi: f32) -> f32 {
+pub(super) fn uniform(rng: &mut StdRng, lo: f32, hi: f32) -> f32 {
     if hi > lo { rng.random_range(lo..hi) } else { lo }
 }
 
 /// Just enough 2-D vector arithmetic for the distance functions.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Vec2 {
-    x: f32,
-    y: f32,
+pub(super) struct Vec2 {
+    pub(super) x: f32,
+    pub(super) y: f32,
 }
 
 impl Vec2 {
-    fn new(x: f32, y: f32) -> Vec2 {
+    pub(super) fn new(x: f32, y: f32) -> Vec2 {
         Vec2 { x, y }
     }
 
@@ -400,8 +400,15 @@ impl Vec2 {
     }
 
     /// The vector rotated by 90 degrees.
-    fn perp(self) -> Vec2 {
+    pub(super) fn perp(self) -> Vec2 {
         Vec2::new(-self.y, self.x)
+    }
+}
+
+impl std::ops::Add for Vec2 {
+    type Output = Vec2;
+    fn add(self, o: Vec2) -> Vec2 {
+        Vec2::new(self.x + o.x, self.y + o.y)
     }
 }
 
