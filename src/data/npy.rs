@@ -68,7 +68,7 @@ pub fn npy_bytes<E: NpyElement>(shape: &[usize], values: &[E]) -> Result<Vec<u8>
         header.push(' ');
     }
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + values.len() * size_of::<E>());
+    let mut out = Vec::with_capacity(10 + header.len() + std::mem::size_of_val(values));
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
