@@ -769,6 +769,27 @@ mod scenes {
         assert!(total > 100 && agree * 100 >= total * 99, "{agree} of {total}");
     }
 
+    /// MNIST digits on a 64 × 64 canvas: every digit class occurs, each mask pixel of a digit
+    /// class is bright ink in the image, and the set is determined by the seed.
+    #[test]
+    fn digit_scenes_from_mnist() {
+        use adjoint::data::{digit_scenes, load_mnist_dir};
+        let Some(dir) = super::mnist_dir() else { return };
+        let digits = load_mnist_dir(&dir).unwrap();
+        let scenes = digit_scenes(&digits, 100, 64, 3).unwrap();
+        assert_eq!(scenes, digit_scenes(&digits, 100, 64, 3).unwrap());
+        let mut counts = [0usize; 11];
+        for (&c, &v) in scenes.masks.iter().zip(scenes.images.iter()) {
+            counts[usize::from(c)] += 1;
+            assert!(c == 0 || v > 0.5, "class {c} on a pixel of {v}");
+        }
+        assert!(counts.iter().all(|&n| n > 0), "{counts:?}");
+        assert!(scenes.keypoints.iter().all(Vec::is_empty));
+        let unlabelled = adjoint::data::Dataset::new(digits.images.clone(), None).unwrap();
+        assert!(digit_scenes(&unlabelled, 4, 64, 0).is_err());
+        assert!(digit_scenes(&digits, 4, 27, 0).is_err());
+    }
+
     #[test]
     fn bad_scene_sizes_are_refused() {
         for size in [0, 31, 1025, usize::MAX] {

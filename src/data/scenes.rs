@@ -252,6 +252,102 @@ pub fn synthetic_scenes(n: usize, size: usize, seed: u64) -> Result<Scenes, Data
     })
 }
 
+/// `n` scenes of `size × size` pixels made of 2 or 3 digits from `digits` (an MNIST-format
+/// [`super::Dataset`] with labels) pasted at random positions: a pixel's class is the digit
+/// plus 1 where that digit's ink is bright (above 0.5), and 0 (background) elsewhere; where
+/// digits overlap the brighter ink wins the image and the later digit the mask. Key points are
+/// not labelled (the lists are empty). Determined by `seed`.
+///
+/// # Errors
+/// [`DataError::InvalidArgument`] if `digits` is empty or unlabelled, its images are larger
+/// than the scene, `size` is outside `MIN_SCENE_SIZE..=MAX_SCENE_SIZE`, or the set does not
+/// fit in memory.
+///
+/// # Example
+/// ```
+/// use adjoint::data::{digit_scenes, Dataset};
+/// use ndarray::Array4;
+///
+/// // Two fake 28×28 "digits": a bright square labelled 3 and one labelled 7.
+/// let mut images = Array4::<f32>::zeros((2, 1, 28, 28));
+/// images.slice_mut(ndarray::s![.., .., 8..20, 8..20]).fill(1.0);
+/// let digits = Dataset::new(images, Some(vec![3, 7]))?;
+/// let scenes = digit_scenes(&digits, 4, 64, 0)?;
+/// assert_eq!(scenes.masks.shape(), &[4, 64, 64]);
+/// assert!(scenes.masks.iter().all(|&c| [0, 4, 8].contains(&c)));
+/// # Ok::<(), adjoint::data::DataError>(())
+/// ```
+pub fn digit_scenes(digits: &super::Dataset, n: usize, size: usize, seed: u64) -> Result<Scenes, DataError> {
+    if !(MIN_SCENE_SIZE..=MAX_SCENE_SIZE).contains(&size) {
+        return Err(DataError::InvalidArgument {
+            param: "size",
+            value: size,
+            reason: format!("scenes have {MIN_SCENE_SIZE} to {MAX_SCENE_SIZE} pixels a side"),
+        });
+    }
+    let Some(labels) = digits.labels.as_ref().filter(|l| !l.is_empty()) else {
+        return Err(DataError::InvalidArgument {
+            param: "digits",
+            value: digits.len(),
+            reason: "digit scenes need a non-empty, labelled dataset".into(),
+        });
+    };
+    let (h, w) = digits.image_size();
+    if h > size || w > size {
+        return Err(DataError::InvalidArgument {
+            param: "size",
+            value: size,
+            reason: format!("smaller than the digits' {h} x {w} images"),
+        });
+    }
+    if let Some(&bad) = labels.iter().find(|&&l| l > 9) {
+        return Err(DataError::InvalidArgument {
+            param: "digits",
+            value: usize::from(bad),
+            reason: "labels must be digits 0..=9".into(),
+        });
+    }
+    let too_large = || DataError::InvalidArgument {
+        param: "n",
+        value: n,
+        reason: format!("{n} scenes of {size} x {size} pixels do not fit in memory"),
+    };
+    let pixels = n.checked_mul(size * size).ok_or_else(too_large)?;
+    let mut images = Vec::new();
+    images.try_reserve_exact(pixels).map_err(|_| too_large())?;
+    images.resize(pixels, 0.0f32);
+    let mut masks = Vec::new();
+    masks.try_reserve_exact(pixels).map_err(|_| too_large())?;
+    masks.resize(pixels, 0u8);
+
+    let mut rng = StdRng::seed_from_u64(seed);
+    for (image, mask) in images
+        .chunks_exact_mut(size * size)
+        .zip(masks.chunks_exact_mut(size * size))
+    {
+        for _ in 0..rng.random_range(2..=3) {
+            let k = rng.random_range(0..digits.len());
+            let (top, left) = (rng.random_range(0..=size - h), rng.random_range(0..=size - w));
+            let digit = digits.images.index_axis(Axis(0), k);
+            let class = labels[k] + 1;
+            for ((y, x), &v) in digit.index_axis(Axis(0), 0).indexed_iter() {
+                let at = (top + y) * size + left + x;
+                image[at] = image[at].max(v);
+                if v > 0.5 {
+                    mask[at] = class;
+                }
+            }
+        }
+    }
+    let images = Array4::from_shape_vec((n, 1, size, size), images).map_err(|_| too_large())?;
+    let masks = Array3::from_shape_vec((n, size, size), masks).map_err(|_| too_large())?;
+    Ok(Scenes {
+        images,
+        masks,
+        keypoints: vec![Vec::new(); n],
+    })
+}
+
 /// A shape placed in a scene.
 struct Placed {
     class: SceneClass,
