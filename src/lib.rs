@@ -37,7 +37,8 @@
 //! - [`optim`]: SGD, Adam, AdamW with PyTorch's update rules.
 //! - [`plot`]: loss curves, image grids and heat maps as PNG files (pure Rust, no system libraries).
 //! - [`train`]: the autoencoder of the main example and its training loop.
-//! - [`data`]: datasets for the examples (synthetic shapes, MNIST-format files).
+//! - [`data`]: datasets for the examples (synthetic shapes and scenes, MNIST-format files).
+//! - [`metrics`]: segmentation and key-point scores (IoU, heat-map decoding, F1).
 
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -46,6 +47,7 @@ pub mod data;
 pub mod error;
 pub mod float;
 pub mod gradcheck;
+pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
