@@ -206,7 +206,9 @@ pub fn decode_heatmap(heat: ArrayView3<'_, f32>, threshold: f32) -> Vec<Detectio
         for y in 0..h {
             for x in 0..w {
                 let v = plane[[y, x]];
-                if !(v > threshold) || !is_peak(plane, y, x) {
+                // `v > threshold` is false for NaN too: a NaN is never a peak.
+                let above = v > threshold;
+                if !above || !is_peak(plane, y, x) {
                     continue;
                 }
                 let at = |yy: Option<usize>, xx: Option<usize>| match (yy, xx) {
