@@ -264,3 +264,79 @@ fn one_nan_weight_makes_the_autoencoder_loss_nan() {
     let mse = reconstruction_mse(&model, &data, 8).unwrap();
     assert!(mse.is_nan(), "validation MSE {mse} from a model holding a NaN weight");
 }
+
+/// The NaN pattern of `f(x)` and of `∂ sum(f(x)) / ∂x`, for `x` with a NaN at `at`.
+fn nan_pattern(
+    x: ndarray::ArrayD<f64>,
+    f: impl for<'t> Fn(Var<'t, f64>) -> adjoint::Result<Var<'t, f64>>,
+) -> (Vec<bool>, Vec<bool>) {
+    let tape = Tape::<f64>::new();
+    let x = tape.param(x);
+    let y = f(x).unwrap();
+    let grads = tape.backward(y.sum().unwrap()).unwrap();
+    (
+        y.value().iter().map(|v| v.is_nan()).collect(),
+        grads[x].iter().map(|v| v.is_nan()).collect(),
+    )
+}
+
+/// Every other op carries a NaN where IEEE arithmetic (and so PyTorch) puts it, forward and
+/// backward: elementwise ops at its own cell, reductions into their one output, shape ops to
+/// where the cell moves; gradients become NaN exactly where the rule multiplies by the NaN.
+#[test]
+fn every_op_carries_nan_where_pytorch_does() {
+    let x = || arr1(&[NAN, 1.0, 2.0, 3.0]).into_dyn();
+    let (t, f) = (true, false);
+    let cases: Vec<(&str, (Vec<bool>, Vec<bool>))> = vec![
+        // y = x + c: grad 1 everywhere, finite.
+        ("add_scalar", nan_pattern(x(), |x| x.add_scalar(1.0))),
+        ("mul_scalar", nan_pattern(x(), |x| x.mul_scalar(2.0))),
+        ("neg", nan_pattern(x(), |x| x.neg())),
+        // y = x·x: grad 2x, NaN at the NaN.
+        ("mul", nan_pattern(x(), |x| x.mul(x))),
+        // y = x / x: NaN; grad 1/x − x/x² = NaN there.
+        ("div", nan_pattern(x(), |x| x.div(x))),
+        ("sub", nan_pattern(x(), |x| x.sub(x))),
+        ("log", nan_pattern(x(), |x| x.log())),
+        ("sqrt", nan_pattern(x(), |x| x.sqrt())),
+        ("powf", nan_pattern(x(), |x| x.powf(3.0))),
+    ];
+    for (name, (y, g)) in &cases {
+        assert_eq!(y, &[t, f, f, f], "{name}: forward");
+        // x − x has gradient 1 − 1 = 0 everywhere: no rule multiplies by x.
+        let expected_grad = match *name {
+            "add_scalar" | "mul_scalar" | "neg" | "sub" => [f, f, f, f],
+            _ => [t, f, f, f],
+        };
+        assert_eq!(g, &expected_grad, "{name}: backward");
+    }
+    // Reductions: the sum (and mean) is NaN, the gradient of a sum is 1 everywhere.
+    let (y, g) = nan_pattern(x(), |x| x.sum());
+    assert_eq!((y, g), (vec![t], vec![f, f, f, f]));
+    let (y, g) = nan_pattern(x(), |x| x.mean());
+    assert_eq!((y, g), (vec![t], vec![f, f, f, f]));
+    // Shape ops move the NaN with its cell; their gradients are NaN-free.
+    let (y, g) = nan_pattern(x(), |x| x.reshape(&[2, 2])?.transpose(0, 1));
+    assert_eq!((y, g), (vec![t, f, f, f], vec![f; 4]));
+    let (y, _) = nan_pattern(x(), |x| x.slice(0, 1, 4));
+    assert_eq!(y, vec![f, f, f]);
+    let (y, _) = nan_pattern(x(), |x| x.pad_axis(0, 2, 0));
+    assert_eq!(y, vec![f, f, t, f, f, f]);
+    let (y, _) = nan_pattern(x(), |x| adjoint::concat(&[x, x], 0));
+    assert_eq!(y, vec![t, f, f, f, t, f, f, f]);
+    // Broadcasting: a NaN in a row vector spoils its column.
+    let (y, g) = nan_pattern(arr2(&[[NAN, 1.0]]).into_dyn(), |x| {
+        x.mul(x.constant(arr2(&[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]).into_dyn()))
+    });
+    assert_eq!((y, g), (vec![t, f, t, f, t, f], vec![f, f]));
+    // matmul: a NaN in row 0 of A spoils row 0 of A·B; ∂/∂A = g·Bᵀ stays finite.
+    let (y, g) = nan_pattern(arr2(&[[NAN, 1.0], [2.0, 3.0]]).into_dyn(), |a| {
+        a.matmul(a.constant(arr2(&[[1.0, 0.0, 2.0], [0.0, 1.0, 1.0]]).into_dyn()))
+    });
+    assert_eq!((y, g), (vec![t, t, t, f, f, f], vec![f; 4]));
+    // The MSE of a prediction holding a NaN is NaN, with a NaN gradient at that cell only.
+    let (y, g) = nan_pattern(x(), |x| {
+        adjoint::mse_loss(x, x.constant(ndarray::ArrayD::zeros(IxDyn(&[4]))))
+    });
+    assert_eq!((y, g), (vec![t], vec![t, f, f, f]));
+}
