@@ -346,6 +346,72 @@ fn floor_index(r: f64, i: usize) -> usize {
     ((r as f32).floor() as usize).min(i - 1)
 }
 
+// ------------------------------------------------------------------- a linear map and its adjoint
+
+/// A linear map `U` fixed by its settings (an upsampling of given sizes), computed as `U·x` and
+/// as `Uᵀ·y` by array kernels. Each of the two is an op whose gradient is the other:
+/// `∂(U·x)/∂x = Uᵀ` and `∂(Uᵀ·y)/∂y = U`, as with conv ⇄ transposed conv.
+trait FixedLinearMap<T: Float>: 'static {
+    /// The op's name (`"upsample_nearest"`).
+    fn op(&self) -> &'static str;
+    /// Settings printed after the shapes (`", align_corners=true"`), or nothing.
+    fn settings(&self) -> String;
+    /// The full shapes of `x` and `y = U·x`.
+    fn shapes(&self) -> (&[usize], &[usize]);
+    /// `U·x`, for `x` of the first shape.
+    fn apply(&self, x: &[T]) -> Result<Vec<T>>;
+    /// `Uᵀ·y`, for `y` of the second shape.
+    fn apply_adjoint(&self, y: &[T]) -> Result<Vec<T>>;
+}
+
+/// The node `y = U·x`.
+struct Apply<M>(Rc<M>);
+
+/// The node `grad_x = Uᵀ·grad_y`: the backward of [`Apply`].
+struct ApplyAdjoint<M>(Rc<M>);
+
+impl<T: Float, M: FixedLinearMap<T>> Op<T> for Apply<M> {
+    fn name(&self) -> String {
+        let (x, y) = self.0.shapes();
+        format!("{}({:?} → {:?}{})", self.0.op(), &x[2..], &y[2..], self.0.settings())
+    }
+
+    /// `grad_x = Uᵀ·grad_y`, recorded as the adjoint node.
+    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, g: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
+        let x = inputs[0];
+        Ok(vec![x.requires_grad().then(|| record_adjoint(g, &self.0)).transpose()?])
+    }
+}
+
+impl<T: Float, M: FixedLinearMap<T>> Op<T> for ApplyAdjoint<M> {
+    fn name(&self) -> String {
+        let (x, y) = self.0.shapes();
+        format!("{}_backward({:?} → {:?})", self.0.op(), &y[2..], &x[2..])
+    }
+
+    /// Linear in `grad_y` with matrix `Uᵀ`, so its gradient is `U·gg`: the forward again.
+    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, gg: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
+        let grad_y = inputs[0];
+        Ok(vec![
+            grad_y.requires_grad().then(|| record_apply(gg, &self.0)).transpose()?,
+        ])
+    }
+}
+
+fn record_apply<'t, T: Float, M: FixedLinearMap<T>>(x: Var<'t, T>, map: &Rc<M>) -> Result<Var<'t, T>> {
+    let y = size::array(map.shapes().1, map.apply(contiguous(&x.value()))?)?;
+    x.tape().record(y, &[x], Apply(Rc::clone(map)))
+}
+
+fn record_adjoint<'t, T: Float, M: FixedLinearMap<T>>(grad_y: Var<'t, T>, map: &Rc<M>) -> Result<Var<'t, T>> {
+    let grad_x = size::array(map.shapes().0, map.apply_adjoint(contiguous(&grad_y.value()))?)?;
+    grad_y.tape().record(grad_x, &[grad_y], ApplyAdjoint(Rc::clone(map)))
+}
+
+fn contiguous<T: Float>(a: &ndarray::ArrayD<T>) -> &[T] {
+    a.as_slice().expect("tape values are kept in standard layout")
+}
+
 // ----------------------------------------------------------------------------------- nearest
 
 /// Where each output cell of a nearest upsampling copies from, for every plane alike.
@@ -496,63 +562,24 @@ fn sum_pool<T: Float>(plan: &NearestPlan, grad_y: &[T]) -> Result<Vec<T>> {
     Ok(grad_x)
 }
 
-/// The nearest-upsampling node: `y = U·x`, a gather.
-struct UpsampleNearest(Rc<NearestPlan>);
-
-impl<T: Float> Op<T> for UpsampleNearest {
-    fn name(&self) -> String {
-        format!("{}({:?} → {:?})", self.0.op, &self.0.x[2..], &self.0.y[2..])
+/// Nearest upsampling copies: its adjoint sums the gradients of all the copies of a cell, a
+/// sum-pool.
+impl<T: Float> FixedLinearMap<T> for NearestPlan {
+    fn op(&self) -> &'static str {
+        self.op
     }
-
-    /// Each output copies one input cell, so `grad_x = Uᵀ·grad_y` sums the gradients of all the
-    /// copies of a cell: a sum-pool.
-    fn backward<'t>(
-        &self,
-        inputs: &[Var<'t, T>],
-        _y: Var<'t, T>,
-        grad_y: Var<'t, T>,
-    ) -> Result<Vec<Option<Var<'t, T>>>> {
-        let x = inputs[0];
-        Ok(vec![
-            x.requires_grad()
-                .then(|| record_sum_pool(grad_y, Rc::clone(&self.0)))
-                .transpose()?,
-        ])
+    fn settings(&self) -> String {
+        String::new()
     }
-}
-
-/// The backward of nearest upsampling: `grad_x = Uᵀ·grad_y`, a sum-pool.
-struct NearestSumPool(Rc<NearestPlan>);
-
-impl<T: Float> Op<T> for NearestSumPool {
-    fn name(&self) -> String {
-        format!("{}_backward({:?} → {:?})", self.0.op, &self.0.y[2..], &self.0.x[2..])
+    fn shapes(&self) -> (&[usize], &[usize]) {
+        (&self.x, &self.y)
     }
-
-    /// Linear in `grad_y` with matrix `Uᵀ`, so its gradient is `U·gg`: the upsampling again.
-    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, gg: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
-        let grad_y = inputs[0];
-        Ok(vec![
-            grad_y
-                .requires_grad()
-                .then(|| record_gather(gg, Rc::clone(&self.0)))
-                .transpose()?,
-        ])
+    fn apply(&self, x: &[T]) -> Result<Vec<T>> {
+        gather(self, x)
     }
-}
-
-fn record_gather<'t, T: Float>(x: Var<'t, T>, plan: Rc<NearestPlan>) -> Result<Var<'t, T>> {
-    let y = size::array(&plan.y, gather(&plan, contiguous(&x.value()))?)?;
-    x.tape().record(y, &[x], UpsampleNearest(plan))
-}
-
-fn record_sum_pool<'t, T: Float>(grad_y: Var<'t, T>, plan: Rc<NearestPlan>) -> Result<Var<'t, T>> {
-    let grad_x = size::array(&plan.x, sum_pool(&plan, contiguous(&grad_y.value()))?)?;
-    grad_y.tape().record(grad_x, &[grad_y], NearestSumPool(plan))
-}
-
-fn contiguous<T: Float>(a: &ndarray::ArrayD<T>) -> &[T] {
-    a.as_slice().expect("tape values are kept in standard layout")
+    fn apply_adjoint(&self, grad_y: &[T]) -> Result<Vec<T>> {
+        sum_pool(self, grad_y)
+    }
 }
 
 // ------------------------------------------------------------------------------------ linear
@@ -757,64 +784,24 @@ fn scatter_linear<T: Float>(plan: &LinearPlan<T>, grad_y: &[T]) -> Result<Vec<T>
     Ok(grad.unwrap_or_default())
 }
 
-/// The linear-upsampling node: `y = U·x`, per axis a two-tap weighted sum.
-struct UpsampleLinear<T>(Rc<LinearPlan<T>>);
-
-impl<T: Float> Op<T> for UpsampleLinear<T> {
-    fn name(&self) -> String {
-        format!(
-            "upsample_linear({:?} → {:?}, align_corners={})",
-            &self.0.x[2..],
-            &self.0.y[2..],
-            self.0.align_corners
-        )
+/// Linear upsampling weighs two cells per axis: its adjoint scatters each output's gradient
+/// onto its `2^rank` source cells with the weights that made it.
+impl<T: Float> FixedLinearMap<T> for LinearPlan<T> {
+    fn op(&self) -> &'static str {
+        "upsample_linear"
     }
-
-    /// `grad_x = Uᵀ·grad_y`: each output's gradient scattered onto its `2^rank` source cells
-    /// with the weights that made it.
-    fn backward<'t>(
-        &self,
-        inputs: &[Var<'t, T>],
-        _y: Var<'t, T>,
-        grad_y: Var<'t, T>,
-    ) -> Result<Vec<Option<Var<'t, T>>>> {
-        let x = inputs[0];
-        Ok(vec![
-            x.requires_grad()
-                .then(|| record_scatter(grad_y, Rc::clone(&self.0)))
-                .transpose()?,
-        ])
+    fn settings(&self) -> String {
+        format!(", align_corners={}", self.align_corners)
     }
-}
-
-/// The backward of linear upsampling: `grad_x = Uᵀ·grad_y`, a weighted scatter.
-struct LinearScatter<T>(Rc<LinearPlan<T>>);
-
-impl<T: Float> Op<T> for LinearScatter<T> {
-    fn name(&self) -> String {
-        format!("upsample_linear_backward({:?} → {:?})", &self.0.y[2..], &self.0.x[2..])
+    fn shapes(&self) -> (&[usize], &[usize]) {
+        (&self.x, &self.y)
     }
-
-    /// Linear in `grad_y` with matrix `Uᵀ`, so its gradient is `U·gg`: the upsampling again.
-    fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, gg: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
-        let grad_y = inputs[0];
-        Ok(vec![
-            grad_y
-                .requires_grad()
-                .then(|| record_linear(gg, Rc::clone(&self.0)))
-                .transpose()?,
-        ])
+    fn apply(&self, x: &[T]) -> Result<Vec<T>> {
+        interpolate_linear(self, x)
     }
-}
-
-fn record_linear<'t, T: Float>(x: Var<'t, T>, plan: Rc<LinearPlan<T>>) -> Result<Var<'t, T>> {
-    let y = size::array(&plan.y, interpolate_linear(&plan, contiguous(&x.value()))?)?;
-    x.tape().record(y, &[x], UpsampleLinear(plan))
-}
-
-fn record_scatter<'t, T: Float>(grad_y: Var<'t, T>, plan: Rc<LinearPlan<T>>) -> Result<Var<'t, T>> {
-    let grad_x = size::array(&plan.x, scatter_linear(&plan, contiguous(&grad_y.value()))?)?;
-    grad_y.tape().record(grad_x, &[grad_y], LinearScatter(plan))
+    fn apply_adjoint(&self, grad_y: &[T]) -> Result<Vec<T>> {
+        scatter_linear(self, grad_y)
+    }
 }
 
 // --------------------------------------------------------------------------------- public ops
@@ -852,9 +839,9 @@ pub fn interpolate<'t, T: Float>(x: Var<'t, T>, mode: UpsampleMode, opts: &Upsam
     let op = mode.op();
     let g = geometry(op, mode, &x.shape(), opts)?;
     match mode {
-        UpsampleMode::Nearest => record_gather(x, Rc::new(NearestPlan::new::<T>(op, false, &g)?)),
-        UpsampleMode::NearestExact => record_gather(x, Rc::new(NearestPlan::new::<T>(op, true, &g)?)),
-        UpsampleMode::Linear => record_linear(x, Rc::new(LinearPlan::new(op, &g)?)),
+        UpsampleMode::Nearest => record_apply(x, &Rc::new(NearestPlan::new::<T>(op, false, &g)?)),
+        UpsampleMode::NearestExact => record_apply(x, &Rc::new(NearestPlan::new::<T>(op, true, &g)?)),
+        UpsampleMode::Linear => record_apply(x, &Rc::new(LinearPlan::new(op, &g)?)),
     }
 }
 
