@@ -28,9 +28,11 @@
 mod conv;
 pub mod io;
 mod linear;
+mod upsample;
 
 pub use conv::{Conv, Conv1d, Conv2d, Conv3d, ConvTranspose, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d};
 pub use linear::Linear;
+pub use upsample::Upsample;
 
 use std::cell::Cell;
 use std::rc::Rc;

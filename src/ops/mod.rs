@@ -12,6 +12,7 @@ pub mod matmul;
 pub mod reduce;
 pub mod shape;
 pub mod size;
+pub mod upsample;
 
 use crate::error::{Error, Result};
 
