@@ -28,9 +28,11 @@
 mod conv;
 pub mod io;
 mod linear;
+mod norm;
 
 pub use conv::{Conv, Conv1d, Conv2d, Conv3d, ConvTranspose, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d};
 pub use linear::Linear;
+pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormConfig};
 
 use std::cell::Cell;
 use std::rc::Rc;
