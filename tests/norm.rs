@@ -515,19 +515,26 @@ fn check_file_entries(model: &impl Module<f64>, entries: &[Entry], what: &str) {
     }
 }
 
+/// `nn.Sequential(Conv2d(2, 3, 3, padding=1), BatchNorm2d(3), ReLU(), Conv2d(3, 4, 1,
+/// bias=False), BatchNorm2d(4, affine=False), BatchNorm2d(4, track_running_stats=False))`.
+fn conv_bn<T: Float>(rng: &mut StdRng) -> Sequential<T> {
+    let new = BatchNormConfig::new;
+    Sequential::<T>::new()
+        .add(Conv2d::new(2, 3, 3, ConvOptions::new().padding(1), rng).unwrap())
+        .add(BatchNorm2d::new(3, new()).unwrap())
+        .add(Relu)
+        .add(Conv2d::new(3, 4, 1, ConvOptions::new(), rng).unwrap().without_bias())
+        .add(BatchNorm2d::new(4, new().affine(false)).unwrap())
+        .add(BatchNorm2d::new(4, new().track_running_stats(false)).unwrap())
+}
+
 /// The models of the fixture's `state_dict` section, built the same way.
 fn model(name: &str, rng: &mut StdRng) -> Sequential<f64> {
     let bn = |c, config| BatchNorm2d::new::<f64>(c, config).unwrap();
     let bn1 = |c, config| BatchNorm1d::new::<f64>(c, config).unwrap();
     let new = BatchNormConfig::new;
     match name {
-        "conv_bn" => Sequential::new()
-            .add(Conv2d::new(2, 3, 3, ConvOptions::new().padding(1), rng).unwrap())
-            .add(bn(3, new()))
-            .add(Relu)
-            .add(Conv2d::new(3, 4, 1, ConvOptions::new(), rng).unwrap().without_bias())
-            .add(bn(4, new().affine(false)))
-            .add(bn(4, new().track_running_stats(false))),
+        "conv_bn" => conv_bn(rng),
         "bn_first" => Sequential::new()
             .add(bn1(5, new()))
             .add(Linear::new(5, 2, true, rng).unwrap())
@@ -642,18 +649,7 @@ fn snapshot<T: Float>(model: &impl Module<T>) -> Vec<(String, Vec<u64>)> {
 /// A `conv_bn` model after a few training steps, so its buffers differ from a new one's.
 fn trained<T: Float>(seed: u64) -> Sequential<T> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let new = BatchNormConfig::new;
-    let model = Sequential::<T>::new()
-        .add(Conv2d::new(2, 3, 3, ConvOptions::new().padding(1), &mut rng).unwrap())
-        .add(BatchNorm2d::new(3, new()).unwrap())
-        .add(Relu)
-        .add(
-            Conv2d::new(3, 4, 1, ConvOptions::new(), &mut rng)
-                .unwrap()
-                .without_bias(),
-        )
-        .add(BatchNorm2d::new(4, new().affine(false)).unwrap())
-        .add(BatchNorm2d::new(4, new().track_running_stats(false)).unwrap());
+    let model = conv_bn::<T>(&mut rng);
     for _ in 0..seed % 3 + 1 {
         let tape = Tape::<T>::new();
         let x = channel_input(&[2, 2, 4, 4], &mut rng).mapv(T::of);
@@ -1161,4 +1157,42 @@ fn layers_refuse_bad_input_recording_and_counting_nothing() {
     assert_eq!(full.buffers(), before);
     full.eval();
     assert!(full.forward(x(&[2, 3])).is_ok(), "eval mode counts nothing");
+}
+
+// ------------------------------------------------------------------ PyTorch cross-check
+
+#[derive(Deserialize)]
+struct TorchCheck {
+    torch_file: String,
+    x_eval: Tensor,
+    y_eval: Tensor,
+    x_step: Tensor,
+    y_step: Tensor,
+    out_f64: String,
+    out_f32: String,
+}
+
+/// Run by `tools/check_batchnorm_state_dict.py`, which writes a PyTorch `state_dict` after a few
+/// training steps, and PyTorch's outputs, and passes a JSON file describing them in
+/// `ADJOINT_NORM_CHECK`; the script then loads what this test saves back into PyTorch.
+/// Ignored in the normal suite: it needs those files.
+#[test]
+#[ignore = "run by tools/check_batchnorm_state_dict.py"]
+fn torch_state_dict_cross_check() {
+    let path = std::env::var("ADJOINT_NORM_CHECK").expect("set ADJOINT_NORM_CHECK to the JSON the script wrote");
+    let check: TorchCheck = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut model = conv_bn::<f64>(&mut StdRng::seed_from_u64(0));
+    io::load(&mut model, &check.torch_file).unwrap();
+    model.eval();
+    let tape = Tape::<f64>::new();
+    let y = model.forward(tape.constant(check.x_eval.array())).unwrap();
+    close(&y.value(), &check.y_eval.array(), "eval output of PyTorch's weights");
+    model.train();
+    let y = model.forward(tape.constant(check.x_step.array())).unwrap();
+    close(&y.value(), &check.y_step.array(), "training step");
+    io::save(&model, &check.out_f64).unwrap();
+    let mut narrow = conv_bn::<f32>(&mut StdRng::seed_from_u64(0));
+    io::from_bytes(&mut narrow, &io::to_bytes(&model).unwrap(), Path::new("<memory>")).unwrap();
+    io::save(&narrow, &check.out_f32).unwrap();
+    println!("adjoint loaded PyTorch's state_dict, matched its outputs, and saved its own after one more step");
 }
