@@ -530,7 +530,6 @@ fn conv_bn<T: Float>(rng: &mut StdRng) -> Sequential<T> {
 
 /// The models of the fixture's `state_dict` section, built the same way.
 fn model(name: &str, rng: &mut StdRng) -> Sequential<f64> {
-    let bn = |c, config| BatchNorm2d::new::<f64>(c, config).unwrap();
     let bn1 = |c, config| BatchNorm1d::new::<f64>(c, config).unwrap();
     let new = BatchNormConfig::new;
     match name {
@@ -886,7 +885,7 @@ fn the_op_refuses_what_pytorch_refuses_recording_nothing() {
     let train = BatchNormOptions::new().training(true);
     let eval = BatchNormOptions::new();
     let mut call = |x, w, b, running: bool, opts: &BatchNormOptions| {
-        let running = running.then(|| RunningStats {
+        let running = running.then_some(RunningStats {
             mean: &mut mean,
             var: &mut var,
         });
@@ -1142,6 +1141,30 @@ fn layers_refuse_bad_input_recording_and_counting_nothing() {
     let lone = x(&[1, 3, 1, 1]);
     refused(&tape, "BatchNorm2d", &["more than 1 value"], || bare.forward(lone));
     assert!(bn2.forward(x(&[1, 3, 1, 1])).is_ok());
+
+    // What the op would refuse, the layer refuses before binding its parameters: an empty
+    // batch too large to describe, a weight or running statistic made the wrong size.
+    let huge = x(&[0, 3, 1 << 30, 1 << 30]);
+    refused(&tape, "BatchNorm2d", &["invalid output", "2^40"], || bn2.forward(huge));
+    let mut bent = BatchNorm2d::new::<f64>(3, BatchNormConfig::new()).unwrap();
+    *bent.weight.as_mut().unwrap().value_mut() = ArrayD::ones(IxDyn(&[4]));
+    let batch = x(&[2, 3, 2, 2]);
+    refused(
+        &tape,
+        "BatchNorm2d",
+        &["weight has shape [4]", "must be [c] = [3]"],
+        || bent.forward(batch),
+    );
+    let mut bent = BatchNorm2d::new::<f64>(3, BatchNormConfig::new()).unwrap();
+    for (name, b) in bent.buffers_mut() {
+        if let (true, BufferMut::Float(values)) = (name == "running_var", b) {
+            *values = ArrayD::ones(IxDyn(&[2]));
+        }
+    }
+    bent.eval();
+    refused(&tape, "BatchNorm2d", &["running_var has shape [2]"], || {
+        bent.forward(batch)
+    });
 
     // A count that cannot grow any more is an error, not a wrap (PyTorch's int64 would wrap).
     let mut full = BatchNorm1d::new::<f64>(3, BatchNormConfig::new()).unwrap();

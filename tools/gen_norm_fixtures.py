@@ -45,6 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# One layout for every fixture file: one line per case, floats at full precision. (The script's
+# folder is on the import path when it is run as `python3 tools/gen_norm_fixtures.py`.)
+from gen_nn_fixtures import to_json
+
 SEED = 20240917
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = REPO_ROOT / "tests" / "fixtures" / "norm_reference.json"
@@ -249,21 +253,6 @@ def nan_cases() -> list[dict]:
 
 
 # --------------------------------------------------------------------------- output
-
-def to_json(doc: dict) -> str:
-    """One line per case, floats at full precision (repr round-trips)."""
-    def compact(value) -> str:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-
-    blocks = []
-    for key, value in doc.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            body = ",\n".join(f"    {compact(item)}" for item in value)
-            blocks.append(f"  {json.dumps(key)}: [\n{body}\n  ]")
-        else:
-            blocks.append(f"  {json.dumps(key)}: {compact(value)}")
-    return "{\n" + ",\n".join(blocks) + "\n}\n"
-
 
 def main() -> None:
     torch.manual_seed(SEED)

@@ -57,7 +57,8 @@ fn state_dict<T: Float>(model: &impl Module<T>) -> Vec<(String, Entry<'_, T>)> {
     });
     let mut entries: Vec<_> = parameters.chain(buffers).collect();
     let keys = model.state_dict_keys();
-    entries.sort_by_key(|(name, _)| keys.iter().position(|k| k == name).unwrap_or(keys.len()));
+    let position: HashMap<&str, usize> = keys.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    entries.sort_by_key(|(name, _)| position.get(name.as_str()).copied().unwrap_or(keys.len()));
     entries
 }
 

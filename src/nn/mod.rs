@@ -250,7 +250,7 @@ impl<T: Float> Sequential<T> {
 
 /// Each layer's entries with its index prefixed to their names: `"weight"` of layer 0 is
 /// `"0.weight"`.
-fn prefixed<'a, E: 'a>(per_layer: impl Iterator<Item = Vec<(String, E)>>) -> Vec<(String, E)> {
+fn prefixed<E>(per_layer: impl Iterator<Item = Vec<(String, E)>>) -> Vec<(String, E)> {
     per_layer
         .enumerate()
         .flat_map(|(i, entries)| entries.into_iter().map(move |(name, e)| (format!("{i}.{name}"), e)))

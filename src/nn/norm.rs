@@ -9,7 +9,7 @@ use ndarray::ArrayD;
 use super::{Buffer, BufferMut, Module, Parameter};
 use crate::error::{Result, bad_shape, invalid};
 use crate::float::Float;
-use crate::ops::norm::{BatchNormOptions, RunningStats, batch_norm, check_x};
+use crate::ops::norm::{BatchNormOptions, RunningStats, batch_norm, check};
 use crate::ops::size;
 use crate::tape::Var;
 
@@ -196,8 +196,10 @@ impl<T: Float> BatchNorm<T> {
         &self.config
     }
 
-    /// Refuses what PyTorch's layer refuses, before anything is bound or recorded.
-    fn check_input(&self, shape: &[usize], batch_stats: bool) -> Result<()> {
+    /// Refuses what PyTorch's layer refuses (and what the op would), before anything is
+    /// bound or recorded: `running` is the layer's borrowed running statistics, if it keeps
+    /// them.
+    fn check_input(&self, shape: &[usize], running: Option<&Running<T>>, opts: &BatchNormOptions) -> Result<()> {
         if !self.ranks.contains(&shape.len()) {
             let expected: Vec<String> = self.ranks.iter().map(|r| format!("{r}D")).collect();
             return Err(bad_shape(
@@ -220,18 +222,18 @@ impl<T: Float> BatchNorm<T> {
                 ),
             ));
         }
-        check_x(self.name, shape, batch_stats).map(|_| ())
+        let weight = self.weight.as_ref().map(|w| w.value().shape());
+        let bias = self.bias.as_ref().map(|b| b.value().shape());
+        let running = running.map(|r| (r.mean.shape(), r.var.shape()));
+        check(self.name, shape, weight, bias, running, opts).map(|_| ())
     }
 }
 
 impl<T: Float> Module<T> for BatchNorm<T> {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
-        // PyTorch's `bn_training`: without running statistics there is only the batch's.
-        let batch_stats = self.training || self.running.is_none();
-        self.check_input(&x.shape(), batch_stats)?;
         let mut running = self.running.as_ref().map(RefCell::borrow_mut);
-        // The count this batch makes, checked before anything is bound on the tape. Counted
-        // only once the batch is accepted (PyTorch counts a batch it then refuses).
+        // The count this batch makes. Counted only once the batch is accepted (PyTorch counts
+        // a batch it then refuses).
         let count = match &running {
             Some(r) if self.training => Some(r.num_batches_tracked.checked_add(1).ok_or_else(|| {
                 invalid(
@@ -249,10 +251,12 @@ impl<T: Float> Module<T> for BatchNorm<T> {
             // Not updating: unused, as in PyTorch.
             (None, None) => 0.0,
         };
+        // PyTorch's `bn_training`: without running statistics there is only the batch's.
         let opts = BatchNormOptions::new()
-            .training(batch_stats)
+            .training(self.training || running.is_none())
             .momentum(momentum)
             .eps(self.config.eps);
+        self.check_input(&x.shape(), running.as_deref(), &opts)?;
         let tape = x.tape();
         let weight = self.weight.as_ref().map(|w| w.bind(tape));
         let bias = self.bias.as_ref().map(|b| b.bind(tape));

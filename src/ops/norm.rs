@@ -97,41 +97,59 @@ fn channel_shape(ndim: usize, c: usize) -> Vec<usize> {
     std::iter::once(c).chain(std::iter::repeat_n(1, ndim - 2)).collect()
 }
 
-/// Checks `x: [n, c, spatial..]` for an op (or layer) normalising with `batch_stats`, and
-/// returns `c`. With batch statistics a channel needs two values, as PyTorch requires
-/// (one value has variance 0 and normalises to 0 whatever it is).
-pub(crate) fn check_x(op: &'static str, shape: &[usize], batch_stats: bool) -> Result<usize> {
-    if shape.len() < 2 {
-        return Err(bad_shape(op, "x", shape, "needs at least 2 axes: [n, c, spatial..]"));
+/// Everything [`batch_norm`] refuses, from the shapes of `x`, `weight`, `bias` and the running
+/// statistics (`None` where not given) and the settings alone, so that a layer can ask before
+/// it binds its parameters; errors name `op`. Returns `c`.
+pub(crate) fn check(
+    op: &'static str,
+    x: &[usize],
+    weight: Option<&[usize]>,
+    bias: Option<&[usize]>,
+    running: Option<(&[usize], &[usize])>,
+    opts: &BatchNormOptions,
+) -> Result<usize> {
+    if x.len() < 2 {
+        return Err(bad_shape(op, "x", x, "needs at least 2 axes: [n, c, spatial..]"));
     }
-    let per_channel: usize = shape
-        .iter()
-        .enumerate()
-        .filter(|&(a, _)| a != 1)
-        .map(|(_, &d)| d)
-        .product();
-    if batch_stats && per_channel == 1 {
+    // The output has x's shape; an empty x may still be too large to describe (see `size`).
+    size::elements(op, "output", x)?;
+    let per_channel: usize = x.iter().enumerate().filter(|&(a, _)| a != 1).map(|(_, &d)| d).product();
+    // One value has variance 0 and normalises to 0 whatever it is: PyTorch refuses it.
+    if opts.training && per_channel == 1 {
         return Err(bad_shape(
             op,
             "x",
-            shape,
+            x,
             "expected more than 1 value per channel when training",
         ));
     }
-    Ok(shape[1])
-}
-
-/// Checks that a per-channel array (`weight`, `bias`, `running_mean`, `running_var`) is `[c]`.
-fn check_channels(what: &'static str, shape: &[usize], c: usize) -> Result<()> {
-    if shape != [c] {
-        return Err(bad_shape(
-            OP,
-            what,
-            shape,
-            format!("must be [c] = [{c}], one value per channel of x"),
+    opts.check(op)?;
+    let c = x[1];
+    let per_channel_arrays = [("weight", weight), ("bias", bias)].into_iter().chain([
+        ("running_mean", running.map(|r| r.0)),
+        ("running_var", running.map(|r| r.1)),
+    ]);
+    for (what, shape) in per_channel_arrays {
+        if let Some(shape) = shape
+            && shape != [c]
+        {
+            return Err(bad_shape(
+                op,
+                what,
+                shape,
+                format!("must be [c] = [{c}], one value per channel of x"),
+            ));
+        }
+    }
+    if running.is_none() && !opts.training {
+        return Err(invalid(
+            op,
+            "running_mean",
+            "None",
+            "must be given in eval mode (training = false)",
         ));
     }
-    Ok(())
+    Ok(c)
 }
 
 /// Running statistics as the eval-mode node keeps them: `μ` and `σ⁻¹`, shaped `[c, 1, ..]` to
@@ -304,19 +322,9 @@ pub fn batch_norm<'t, T: Float>(
     let inputs: Vec<Var<'t, T>> = [Some(x), weight, bias].into_iter().flatten().collect();
     x.tape().check_inputs(OP, &inputs)?;
     let shape = x.shape();
-    let c = check_x(OP, &shape, opts.training)?;
-    opts.check(OP)?;
-    // The output has x's shape; an empty x may still be too large to describe (see `size`).
-    size::elements(OP, "output", &shape)?;
-    for (what, value) in [("weight", weight), ("bias", bias)] {
-        if let Some(v) = value {
-            check_channels(what, &v.shape(), c)?;
-        }
-    }
-    if let Some(r) = &running {
-        check_channels("running_mean", r.mean.shape(), c)?;
-        check_channels("running_var", r.var.shape(), c)?;
-    }
+    let (w_shape, b_shape) = (weight.map(|w| w.shape()), bias.map(|b| b.shape()));
+    let running_shapes = running.as_ref().map(|r| (r.mean.shape(), r.var.shape()));
+    let c = check(OP, &shape, w_shape.as_deref(), b_shape.as_deref(), running_shapes, opts)?;
 
     let xv = x.value();
     let xs = xv.as_slice().expect("tape values are kept in standard layout");
@@ -328,15 +336,9 @@ pub fn batch_norm<'t, T: Float>(
         let count = T::of(per_channel as f64);
         let var = squares.iter().map(|&s| s / count).collect::<Vec<T>>();
         (mean, var, Some(squares))
-    } else if let Some(r) = &running {
-        (r.mean.iter().copied().collect(), r.var.iter().copied().collect(), None)
     } else {
-        return Err(invalid(
-            OP,
-            "running_mean",
-            "None",
-            "must be given in eval mode (training = false)",
-        ));
+        let r = running.as_ref().expect("checked: eval mode has running statistics");
+        (r.mean.iter().copied().collect(), r.var.iter().copied().collect(), None)
     };
     let inv_std: Vec<T> = var.iter().map(|&v| T::one() / (v + eps).sqrt()).collect();
 
@@ -357,7 +359,8 @@ pub fn batch_norm<'t, T: Float>(
     }
     let y = size::array(&shape, y)?;
 
-    // Last, once nothing can fail: an empty batch has no statistics to move towards.
+    // Only now that nothing else can fail (an error leaves them as they were); an empty batch
+    // has no statistics to move towards.
     if let (Some(r), Some(squares)) = (running, &squares)
         && per_channel > 0
     {
