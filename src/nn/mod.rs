@@ -28,10 +28,12 @@
 mod conv;
 pub mod io;
 mod linear;
+mod norm;
 mod upsample;
 
 pub use conv::{Conv, Conv1d, Conv2d, Conv3d, ConvTranspose, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d};
 pub use linear::Linear;
+pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormConfig};
 pub use upsample::Upsample;
 
 use std::cell::Cell;
@@ -92,10 +94,34 @@ impl<T: Float> Parameter<T> {
     }
 }
 
-/// A layer or a model: a function of one value with named parameters.
+/// A module's state that is saved with its parameters but not trained: PyTorch's buffers, such
+/// as a batch norm's `running_mean`, `running_var` and `num_batches_tracked`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Buffer<T: Float> {
+    /// Values of the model's element type, saved as its parameters are (`F32` or `F64`).
+    Float(ArrayD<T>),
+    /// A count, saved as PyTorch saves `num_batches_tracked`: a 0-d `int64` tensor (`I64`).
+    Count(i64),
+}
+
+/// Write access to a [`Buffer`] in its module, for loading weights.
+#[derive(Debug)]
+pub enum BufferMut<'a, T: Float> {
+    /// Values of the model's element type.
+    Float(&'a mut ArrayD<T>),
+    /// A count.
+    Count(&'a mut i64),
+}
+
+/// A layer or a model: a function of one value with named parameters and buffers, and a
+/// training / eval mode.
 ///
-/// Parameter names follow PyTorch's `state_dict` (`"weight"`, `"bias"`, `"0.weight"` inside a
-/// [`Sequential`]), so saved weights load into the equivalent PyTorch model.
+/// Names follow PyTorch's `state_dict` (`"weight"`, `"bias"`, `"running_mean"`, `"0.weight"`
+/// inside a [`Sequential`]), so saved weights load into the equivalent PyTorch model.
+///
+/// Every method but `forward` has a default for a layer without that feature: no parameters,
+/// no buffers, and a mode it ignores (its forward is the same in both). A module holding other
+/// modules forwards each call to them, as [`Sequential`] does.
 pub trait Module<T: Float> {
     /// Records the layer's computation on `x`'s tape.
     ///
@@ -116,6 +142,50 @@ pub trait Module<T: Float> {
     /// Total number of trainable numbers.
     fn parameter_count(&self) -> usize {
         self.parameters().iter().map(|(_, p)| p.value().len()).sum()
+    }
+
+    /// The buffers with their names, as copies (a layer may update its buffers inside
+    /// `forward`, which takes `&self`, so it cannot lend them out), in a fixed order.
+    fn buffers(&self) -> Vec<(String, Buffer<T>)> {
+        Vec::new()
+    }
+
+    /// The same buffers, writable, in the same order.
+    fn buffers_mut(&mut self) -> Vec<(String, BufferMut<'_, T>)> {
+        Vec::new()
+    }
+
+    /// The names PyTorch's `state_dict()` lists, in its order: each module's parameters, then
+    /// its buffers, modules in the order they were added. (A safetensors file is keyed by name,
+    /// so the order shows only in listings and in which bad value an error reports first.)
+    fn state_dict_keys(&self) -> Vec<String> {
+        let parameters = self.parameters().into_iter().map(|(name, _)| name);
+        parameters
+            .chain(self.buffers().into_iter().map(|(name, _)| name))
+            .collect()
+    }
+
+    /// Sets training mode (`true`) or eval mode (`false`), PyTorch's `module.train(mode)`: a
+    /// batch norm normalises with the batch's statistics in training mode and with its running
+    /// statistics in eval mode. A layer without a mode ignores it.
+    fn set_training(&mut self, training: bool) {
+        let _ = training;
+    }
+
+    /// Whether the module is in training mode. A layer without a mode keeps no flag and
+    /// answers `true`, PyTorch's default for a new module; ask its container instead.
+    fn is_training(&self) -> bool {
+        true
+    }
+
+    /// Training mode: `set_training(true)` (PyTorch's `model.train()`).
+    fn train(&mut self) {
+        self.set_training(true);
+    }
+
+    /// Eval mode: `set_training(false)` (PyTorch's `model.eval()`).
+    fn eval(&mut self) {
+        self.set_training(false);
     }
 }
 
@@ -139,10 +209,12 @@ fn weight_and_bias_mut<'a, T: Float>(
         .collect()
 }
 
-/// Layers applied in order; parameter names are prefixed with the layer's index, as in
-/// PyTorch's `nn.Sequential` (activations count as layers).
+/// Layers applied in order; parameter and buffer names are prefixed with the layer's index, as
+/// in PyTorch's `nn.Sequential` (activations count as layers). Its mode is its own flag, and
+/// setting it sets every layer's.
 pub struct Sequential<T: Float> {
     layers: Vec<Box<dyn Module<T>>>,
+    training: bool,
 }
 
 impl<T: Float> Default for Sequential<T> {
@@ -152,12 +224,15 @@ impl<T: Float> Default for Sequential<T> {
 }
 
 impl<T: Float> Sequential<T> {
-    /// An empty stack.
+    /// An empty stack, in training mode.
     pub fn new() -> Self {
-        Sequential { layers: Vec::new() }
+        Sequential {
+            layers: Vec::new(),
+            training: true,
+        }
     }
 
-    /// Appends a layer.
+    /// Appends a layer, as it is: like PyTorch's `append`, this does not change its mode.
     #[allow(clippy::should_implement_trait)] // a builder step, not arithmetic
     pub fn add(mut self, layer: impl Module<T> + 'static) -> Self {
         self.layers.push(Box::new(layer));
@@ -175,35 +250,53 @@ impl<T: Float> Sequential<T> {
     }
 }
 
+/// Each layer's entries with its index prefixed to their names: `"weight"` of layer 0 is
+/// `"0.weight"`.
+fn prefixed<E>(per_layer: impl Iterator<Item = Vec<(String, E)>>) -> Vec<(String, E)> {
+    per_layer
+        .enumerate()
+        .flat_map(|(i, entries)| entries.into_iter().map(move |(name, e)| (format!("{i}.{name}"), e)))
+        .collect()
+}
+
 impl<T: Float> Module<T> for Sequential<T> {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         self.layers.iter().try_fold(x, |x, layer| layer.forward(x))
     }
 
     fn parameters(&self) -> Vec<(String, &Parameter<T>)> {
-        let mut out = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            out.extend(
-                layer
-                    .parameters()
-                    .into_iter()
-                    .map(|(name, p)| (format!("{i}.{name}"), p)),
-            );
-        }
-        out
+        prefixed(self.layers.iter().map(|layer| layer.parameters()))
     }
 
     fn parameters_mut(&mut self) -> Vec<(String, &mut Parameter<T>)> {
-        let mut out = Vec::new();
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            out.extend(
-                layer
-                    .parameters_mut()
-                    .into_iter()
-                    .map(|(name, p)| (format!("{i}.{name}"), p)),
-            );
+        prefixed(self.layers.iter_mut().map(|layer| layer.parameters_mut()))
+    }
+
+    fn buffers(&self) -> Vec<(String, Buffer<T>)> {
+        prefixed(self.layers.iter().map(|layer| layer.buffers()))
+    }
+
+    fn buffers_mut(&mut self) -> Vec<(String, BufferMut<'_, T>)> {
+        prefixed(self.layers.iter_mut().map(|layer| layer.buffers_mut()))
+    }
+
+    /// Layer by layer, so that each layer's buffers follow its own parameters.
+    fn state_dict_keys(&self) -> Vec<String> {
+        let per_layer = self.layers.iter().enumerate();
+        per_layer
+            .flat_map(|(i, layer)| layer.state_dict_keys().into_iter().map(move |k| format!("{i}.{k}")))
+            .collect()
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        for layer in &mut self.layers {
+            layer.set_training(training);
         }
-        out
+    }
+
+    fn is_training(&self) -> bool {
+        self.training
     }
 }
 
