@@ -9,6 +9,7 @@ pub mod elementwise;
 mod gemm;
 pub mod loss;
 pub mod matmul;
+pub mod pool;
 pub mod reduce;
 pub mod shape;
 pub mod size;
