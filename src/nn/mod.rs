@@ -28,9 +28,11 @@
 mod conv;
 pub mod io;
 mod linear;
+mod pool;
 
 pub use conv::{Conv, Conv1d, Conv2d, Conv3d, ConvTranspose, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d};
 pub use linear::Linear;
+pub use pool::{AvgPool, AvgPool1d, AvgPool2d, AvgPool3d, MaxPool, MaxPool1d, MaxPool2d, MaxPool3d};
 
 use std::cell::Cell;
 use std::rc::Rc;
