@@ -10,6 +10,7 @@ mod gemm;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod pool;
 pub mod reduce;
 pub mod shape;
 pub mod size;

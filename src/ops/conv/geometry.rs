@@ -1,4 +1,5 @@
-//! All size arithmetic of the conv family, in one place.
+//! All size arithmetic of the conv family, in one place — and of pooling, which slides the same
+//! windows ([`AxisGeometry::pool_output_size`], [`AxisGeometry::input_taps`]).
 //!
 //! Per spatial axis, with input size `i`, kernel `k`, stride `s`, dilation `d`, padding
 //! `p_b` (before) and `p_a` (after), the effective kernel is `k_e = d·(k − 1) + 1` and
@@ -17,7 +18,7 @@
 //! `None`, never wrapped, and the ops refuse it with an error naming the setting. Extents are
 //! further bounded by [`MAX_EXTENT`], and element counts by [`crate::ops::size::MAX_ELEMENTS`].
 
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
 
 /// The largest extent adjoint indexes along one axis, padding included: `2⁶³ − 1`, PyTorch's
 /// limit too (its sizes are `int64`). Every position `o·s + t·d` of the index map is below
@@ -83,10 +84,62 @@ impl AxisGeometry {
     /// Conv output size `⌊(i + p_b + p_a − k_e)/s⌋ + 1`, or `None` when the padded input is
     /// smaller than the effective kernel (or the stride is 0, or the size exceeds `usize`).
     pub fn conv_output_size(&self, i: usize) -> Option<usize> {
-        let (padded, k_e) = (self.padded(i), self.span());
-        (padded >= k_e && self.stride > 0)
-            .then(|| (padded - k_e) / wide(self.stride) + 1)
-            .and_then(narrow)
+        self.windows_in(self.padded(i)).and_then(narrow)
+    }
+
+    /// How many windows of span `k_e`, `s` apart, fit in `extent` cells: `⌊(extent − k_e)/s⌋ + 1`,
+    /// or `None` if not one does (or the stride is 0).
+    fn windows_in(&self, extent: u128) -> Option<u128> {
+        let k_e = self.span();
+        (extent >= k_e && self.stride > 0).then(|| (extent - k_e) / wide(self.stride) + 1)
+    }
+
+    /// Pooling output size, PyTorch's `pooling_output_shape`. Without `ceil_mode` it is the
+    /// conv's, `⌊(i + p_b + p_a − k_e)/s⌋ + 1`. With it, `⌈(i + p_b + p_a − k_e)/s⌉ + 1`: the
+    /// floor formula over `s − 1` more cells after the padding, so a last, partial window may
+    /// hang over the end — but it is dropped again if it would start past the input and the
+    /// padding before it (`(o − 1)·s ≥ i + p_b`), as every window must start on the input or
+    /// its left padding. `None` if no window fits (or the stride is 0, or the size exceeds
+    /// `usize`).
+    pub fn pool_output_size(&self, i: usize, ceil_mode: bool) -> Option<usize> {
+        let overhang = if ceil_mode {
+            wide(self.stride.checked_sub(1)?)
+        } else {
+            0
+        };
+        let o = self.windows_in(self.padded(i) + overhang)?;
+        let last_start = (o - 1) * wide(self.stride);
+        let o = if ceil_mode && last_start >= wide(i) + wide(self.pad_before) {
+            o - 1
+        } else {
+            o
+        };
+        narrow(o).filter(|&o| o >= 1)
+    }
+
+    /// The taps of output cell `o` that land in the input, `0 ≤ o·s + t·d − p_b < i`: the index
+    /// map of [`source`](Self::source) solved for `t`. A range, since taps are evenly spaced;
+    /// empty when the window sees only padding (or its input cells fall between dilated taps).
+    pub fn input_taps(&self, o: usize, i: usize) -> Range<usize> {
+        let first = self.taps_before(o, wide(self.pad_before));
+        let end = self.taps_before(o, wide(self.pad_before) + wide(i));
+        first..end.max(first)
+    }
+
+    /// The taps of output cell `o` inside the padded input, `o·s + t·d < i + p_b + p_a`: what an
+    /// average counting the padding divides by (PyTorch's `pool_size`). Fewer than `k` only for
+    /// a ceil-mode window hanging over the end, whose cells past the padding do not count.
+    pub fn padded_taps(&self, o: usize, i: usize) -> usize {
+        self.taps_before(o, self.padded(i))
+    }
+
+    /// The number of taps `t < k` with `o·s + t·d < limit`, positions counted on the padded
+    /// axis: `⌈(limit − o·s)/d⌉`, at most `k`.
+    fn taps_before(&self, o: usize, limit: u128) -> usize {
+        let room = limit.saturating_sub(wide(o) * wide(self.stride));
+        let fit = room.div_ceil(wide(self.dilation.max(1)));
+        // At most `k`, so it fits.
+        fit.min(wide(self.kernel)) as usize
     }
 
     /// The full output of a transposed conv before any cropping, `(o − 1)·s + k_e + op`,
@@ -257,6 +310,106 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pool_output_sizes_follow_pytorch() {
+        // Floor mode is the conv's size.
+        let ax = AxisGeometry::new(2, 2, 0, 1);
+        assert_eq!(ax.pool_output_size(5, false), Some(2));
+        // Ceil mode: a last window over [4, 6) hangs over the end of 5 cells.
+        assert_eq!(ax.pool_output_size(5, true), Some(3));
+        // ... but one that would start past the input and its left padding is dropped:
+        // i = 6, k = 2, s = 2, p = 1 gives ⌈6/2⌉ + 1 = 4 windows starting at −1, 1, 3, 5 — kept;
+        // i = 5, k = 3, s = 3, p = 1 gives ⌈4/3⌉ + 1 = 3 windows starting at −1, 2, 5 — and 5 is
+        // past the input (5 ≥ i), so 2 (PyTorch: avg_pool1d(arange(5), 3, 3, 1, ceil_mode=True)
+        // has 2 values).
+        assert_eq!(AxisGeometry::new(2, 2, 1, 1).pool_output_size(6, true), Some(4));
+        assert_eq!(AxisGeometry::new(3, 3, 1, 1).pool_output_size(5, true), Some(2));
+        // Ceil mode takes a kernel longer than the padded input, if s − 1 cells make it fit
+        // (max_pool1d(randn(1, 1, 1), 3, stride=3, ceil_mode=True) has one value) ...
+        assert_eq!(AxisGeometry::new(3, 3, 0, 1).pool_output_size(1, true), Some(1));
+        assert_eq!(AxisGeometry::new(3, 3, 0, 1).pool_output_size(1, false), None);
+        // ... but not if they don't (stride 2: "Invalid computed output size: 0").
+        assert_eq!(AxisGeometry::new(3, 2, 0, 1).pool_output_size(1, true), None);
+        // Stride 0 and sizes beyond usize are `None`, not a panic or a wrap.
+        assert_eq!(AxisGeometry::new(2, 0, 0, 1).pool_output_size(5, true), None);
+        assert_eq!(
+            AxisGeometry::new(2, usize::MAX, 0, 1).pool_output_size(5, true),
+            Some(1)
+        );
+        assert_eq!(
+            AxisGeometry::new(1, 1, usize::MAX / 2, 1).pool_output_size(usize::MAX, true),
+            None
+        );
+    }
+
+    #[test]
+    fn pool_output_size_is_the_brute_force_count_of_windows() {
+        // A window o (starting at o·s on the padded axis) exists if it fits in the padded input,
+        // or — in ceil mode — if it starts before i + p_b and its end would only need the
+        // s − 1 extra cells; the windows are a prefix 0..o.
+        for k in 1..5 {
+            for s in 1..4 {
+                for d in 1..3 {
+                    for p in 0..=k / 2 {
+                        let ax = AxisGeometry::new(k, s, p, d);
+                        let k_e = d * (k - 1) + 1;
+                        for i in 1..12 {
+                            for ceil in [false, true] {
+                                let reach = i + 2 * p + if ceil { s - 1 } else { 0 };
+                                let count = (0..)
+                                    .take_while(|o| {
+                                        let start = o * s;
+                                        start + k_e <= reach && (!ceil || start < i + p)
+                                    })
+                                    .count();
+                                let want = (count > 0).then_some(count);
+                                assert_eq!(
+                                    ax.pool_output_size(i, ceil),
+                                    want,
+                                    "k{k} s{s} d{d} p{p} i{i} ceil {ceil}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn input_and_padded_taps_agree_with_the_index_map() {
+        for k in 1..5 {
+            for s in 1..4 {
+                for d in 1..4 {
+                    for (p_b, p_a) in [(0, 0), (1, 1), (2, 1), (0, 3)] {
+                        let ax = AxisGeometry {
+                            kernel: k,
+                            stride: s,
+                            dilation: d,
+                            pad_before: p_b,
+                            pad_after: p_a,
+                        };
+                        for i in 1..9 {
+                            for o in 0..8 {
+                                let inside: Vec<usize> = (0..k).filter(|&t| ax.source(o, t, i).is_some()).collect();
+                                let taps: Vec<usize> = ax.input_taps(o, i).collect();
+                                assert_eq!(taps, inside, "k{k} s{s} d{d} p{p_b},{p_a} i{i} o{o}");
+                                let padded = (0..k).filter(|&t| o * s + t * d < i + p_b + p_a).count();
+                                assert_eq!(ax.padded_taps(o, i), padded);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // A kernel of 2^62 taps: counted, never walked.
+        let huge = AxisGeometry::new(1 << 62, 1, 1 << 61, 1);
+        assert_eq!(huge.input_taps(3, 5), (1 << 61) - 3..(1 << 61) + 2);
+        assert_eq!(huge.padded_taps(3, 5), 1 << 62);
+        // Taps at padded positions 0 and 3 around an input of 2 at [1, 3): none lands in it.
+        assert!(AxisGeometry::new(2, 1, 1, 3).input_taps(0, 2).is_empty());
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl From<&[usize]> for PerAxis {
 
 impl PerAxis {
     /// One value per axis, or an error naming the parameter if the length is neither 1 nor `rank`.
-    fn per_axis(&self, op: &'static str, param: &'static str, rank: usize) -> Result<Vec<usize>> {
+    pub(crate) fn per_axis(&self, op: &'static str, param: &'static str, rank: usize) -> Result<Vec<usize>> {
         match self.0.len() {
             1 => Ok(vec![self.0[0]; rank]),
             n if n == rank => Ok(self.0.clone()),
