@@ -67,6 +67,6 @@ pub use error::{Error, Result};
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 pub use float::Float;
-pub use ops::loss::{bce_with_logits, mse_loss, one_hot, softmax_cross_entropy};
+pub use ops::loss::{bce_with_logits, cross_entropy, mse_loss, one_hot, softmax_cross_entropy};
 pub use ops::shape::concat;
 pub use tape::{GradVars, Grads, Op, Tape, Var};
