@@ -265,11 +265,11 @@ fn one_nan_weight_makes_the_autoencoder_loss_nan() {
     assert!(mse.is_nan(), "validation MSE {mse} from a model holding a NaN weight");
 }
 
-/// The NaN pattern of `f(x)` and of `∂ sum(f(x)) / ∂x`, for `x` with a NaN at `at`.
-fn nan_pattern(
-    x: ndarray::ArrayD<f64>,
-    f: impl for<'t> Fn(Var<'t, f64>) -> adjoint::Result<Var<'t, f64>>,
-) -> (Vec<bool>, Vec<bool>) {
+/// Which cells are NaN: of an op's output, and of the gradient of its sum.
+type Pattern = (Vec<bool>, Vec<bool>);
+
+/// The NaN pattern of `f(x)` and of `∂ sum(f(x)) / ∂x`.
+fn nan_pattern(x: ndarray::ArrayD<f64>, f: impl for<'t> Fn(Var<'t, f64>) -> adjoint::Result<Var<'t, f64>>) -> Pattern {
     let tape = Tape::<f64>::new();
     let x = tape.param(x);
     let y = f(x).unwrap();
@@ -287,7 +287,7 @@ fn nan_pattern(
 fn every_op_carries_nan_where_pytorch_does() {
     let x = || arr1(&[NAN, 1.0, 2.0, 3.0]).into_dyn();
     let (t, f) = (true, false);
-    let cases: Vec<(&str, (Vec<bool>, Vec<bool>))> = vec![
+    let cases: Vec<(&str, Pattern)> = vec![
         // y = x + c: grad 1 everywhere, finite.
         ("add_scalar", nan_pattern(x(), |x| x.add_scalar(1.0))),
         ("mul_scalar", nan_pattern(x(), |x| x.mul_scalar(2.0))),
