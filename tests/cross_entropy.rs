@@ -17,27 +17,9 @@ use serde::Deserialize;
 
 // ------------------------------------------------------------------------------------ fixtures
 
-/// A JSON number, or one of the strings the generator writes for non-finite values.
-#[derive(Deserialize, Clone, Debug)]
-#[serde(untagged)]
-enum Num {
-    Finite(f64),
-    Named(String),
-}
-
-impl Num {
-    fn value(&self) -> f64 {
-        match self {
-            Num::Finite(v) => *v,
-            Num::Named(name) => match name.as_str() {
-                "NaN" => f64::NAN,
-                "Infinity" => f64::INFINITY,
-                "-Infinity" => f64::NEG_INFINITY,
-                other => panic!("unknown number {other:?} in the fixtures"),
-            },
-        }
-    }
-}
+#[path = "support/num.rs"]
+mod num;
+use num::Num;
 
 #[derive(Deserialize)]
 struct Tensor {

@@ -23,27 +23,9 @@ use serde::Deserialize;
 
 // ------------------------------------------------------------------------------------ fixtures
 
-/// A number as the generator writes it: non-finite ones are strings.
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum Num {
-    Finite(f64),
-    Named(String),
-}
-
-impl Num {
-    fn value(&self) -> f64 {
-        match self {
-            Num::Finite(v) => *v,
-            Num::Named(s) => match s.as_str() {
-                "NaN" => f64::NAN,
-                "Infinity" => f64::INFINITY,
-                "-Infinity" => f64::NEG_INFINITY,
-                other => panic!("unknown number {other:?}"),
-            },
-        }
-    }
-}
+#[path = "support/num.rs"]
+mod num;
+use num::Num;
 
 #[derive(Deserialize, Clone)]
 struct Tensor {

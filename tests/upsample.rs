@@ -32,27 +32,9 @@ use serde::Deserialize;
 
 // ------------------------------------------------------------------------------------ fixtures
 
-/// A number, or `"nan"` / `"inf"` / `"-inf"` (JSON has no non-finite numbers).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Num {
-    Finite(f64),
-    Named(String),
-}
-
-impl Num {
-    fn value(&self) -> f64 {
-        match self {
-            Num::Finite(v) => *v,
-            Num::Named(name) => match name.as_str() {
-                "nan" => f64::NAN,
-                "inf" => f64::INFINITY,
-                "-inf" => f64::NEG_INFINITY,
-                other => panic!("unknown number {other:?}"),
-            },
-        }
-    }
-}
+#[path = "support/num.rs"]
+mod num;
+use num::Num;
 
 #[derive(Deserialize)]
 struct Tensor {

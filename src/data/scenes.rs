@@ -214,6 +214,19 @@ impl Scenes {
 /// # Ok::<(), adjoint::data::DataError>(())
 /// ```
 pub fn synthetic_scenes(n: usize, size: usize, seed: u64) -> Result<Scenes, DataError> {
+    let (mut images, mut masks) = blank_scenes(n, size)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let keypoints = images
+        .chunks_exact_mut(size * size)
+        .zip(masks.chunks_exact_mut(size * size))
+        .map(|(image, mask)| draw_scene(image, mask, size, &mut rng))
+        .collect();
+    scenes(n, size, images, masks, keypoints)
+}
+
+/// Zeroed pixels and mask cells for `n` scenes of `size × size`, checked: `size` in range and
+/// the set within memory.
+fn blank_scenes(n: usize, size: usize) -> Result<(Vec<f32>, Vec<u8>), DataError> {
     if !(MIN_SCENE_SIZE..=MAX_SCENE_SIZE).contains(&size) {
         return Err(DataError::InvalidArgument {
             param: "size",
@@ -221,35 +234,39 @@ pub fn synthetic_scenes(n: usize, size: usize, seed: u64) -> Result<Scenes, Data
             reason: format!("scenes have {MIN_SCENE_SIZE} to {MAX_SCENE_SIZE} pixels a side"),
         });
     }
-    let too_large = || DataError::InvalidArgument {
-        param: "n",
-        value: n,
-        reason: format!("{n} scenes of {size} x {size} pixels do not fit in memory"),
-    };
-    let pixels = n.checked_mul(size * size).ok_or_else(too_large)?;
+    let pixels = n.checked_mul(size * size).ok_or_else(|| too_large(n, size))?;
     let mut images = Vec::new();
-    images.try_reserve_exact(pixels).map_err(|_| too_large())?;
+    images.try_reserve_exact(pixels).map_err(|_| too_large(n, size))?;
     images.resize(pixels, 0.0f32);
     let mut masks = Vec::new();
-    masks.try_reserve_exact(pixels).map_err(|_| too_large())?;
+    masks.try_reserve_exact(pixels).map_err(|_| too_large(n, size))?;
     masks.resize(pixels, 0u8);
-    let mut keypoints = Vec::new();
-    keypoints.try_reserve_exact(n).map_err(|_| too_large())?;
+    Ok((images, masks))
+}
 
-    let mut rng = StdRng::seed_from_u64(seed);
-    for (image, mask) in images
-        .chunks_exact_mut(size * size)
-        .zip(masks.chunks_exact_mut(size * size))
-    {
-        keypoints.push(draw_scene(image, mask, size, &mut rng));
-    }
-    let images = Array4::from_shape_vec((n, 1, size, size), images).map_err(|_| too_large())?;
-    let masks = Array3::from_shape_vec((n, size, size), masks).map_err(|_| too_large())?;
+/// The arrays of [`blank_scenes`]' buffers, once drawn.
+fn scenes(
+    n: usize,
+    size: usize,
+    images: Vec<f32>,
+    masks: Vec<u8>,
+    keypoints: Vec<Vec<Keypoint>>,
+) -> Result<Scenes, DataError> {
+    let images = Array4::from_shape_vec((n, 1, size, size), images).map_err(|_| too_large(n, size))?;
+    let masks = Array3::from_shape_vec((n, size, size), masks).map_err(|_| too_large(n, size))?;
     Ok(Scenes {
         images,
         masks,
         keypoints,
     })
+}
+
+fn too_large(n: usize, size: usize) -> DataError {
+    DataError::InvalidArgument {
+        param: "n",
+        value: n,
+        reason: format!("{n} scenes of {size} x {size} pixels do not fit in memory"),
+    }
 }
 
 /// `n` scenes of `size × size` pixels made of 2 or 3 digits from `digits` (an MNIST-format
@@ -278,13 +295,6 @@ pub fn synthetic_scenes(n: usize, size: usize, seed: u64) -> Result<Scenes, Data
 /// # Ok::<(), adjoint::data::DataError>(())
 /// ```
 pub fn digit_scenes(digits: &super::Dataset, n: usize, size: usize, seed: u64) -> Result<Scenes, DataError> {
-    if !(MIN_SCENE_SIZE..=MAX_SCENE_SIZE).contains(&size) {
-        return Err(DataError::InvalidArgument {
-            param: "size",
-            value: size,
-            reason: format!("scenes have {MIN_SCENE_SIZE} to {MAX_SCENE_SIZE} pixels a side"),
-        });
-    }
     let Some(labels) = digits.labels.as_ref().filter(|l| !l.is_empty()) else {
         return Err(DataError::InvalidArgument {
             param: "digits",
@@ -307,19 +317,7 @@ pub fn digit_scenes(digits: &super::Dataset, n: usize, size: usize, seed: u64) -
             reason: "labels must be digits 0..=9".into(),
         });
     }
-    let too_large = || DataError::InvalidArgument {
-        param: "n",
-        value: n,
-        reason: format!("{n} scenes of {size} x {size} pixels do not fit in memory"),
-    };
-    let pixels = n.checked_mul(size * size).ok_or_else(too_large)?;
-    let mut images = Vec::new();
-    images.try_reserve_exact(pixels).map_err(|_| too_large())?;
-    images.resize(pixels, 0.0f32);
-    let mut masks = Vec::new();
-    masks.try_reserve_exact(pixels).map_err(|_| too_large())?;
-    masks.resize(pixels, 0u8);
-
+    let (mut images, mut masks) = blank_scenes(n, size)?;
     let mut rng = StdRng::seed_from_u64(seed);
     for (image, mask) in images
         .chunks_exact_mut(size * size)
@@ -339,13 +337,7 @@ pub fn digit_scenes(digits: &super::Dataset, n: usize, size: usize, seed: u64) -
             }
         }
     }
-    let images = Array4::from_shape_vec((n, 1, size, size), images).map_err(|_| too_large())?;
-    let masks = Array3::from_shape_vec((n, size, size), masks).map_err(|_| too_large())?;
-    Ok(Scenes {
-        images,
-        masks,
-        keypoints: vec![Vec::new(); n],
-    })
+    scenes(n, size, images, masks, vec![Vec::new(); n])
 }
 
 /// A shape placed in a scene.
