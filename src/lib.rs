@@ -39,6 +39,7 @@
 //! - [`train`]: the autoencoder of the main example and its training loop.
 //! - [`data`]: datasets for the examples (synthetic shapes and scenes, MNIST-format files).
 //! - [`metrics`]: segmentation and key-point scores (IoU, heat-map decoding, F1).
+//! - [`models`]: models with their PyTorch twins' parameter names ([`models::UNet`]).
 
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -48,6 +49,7 @@ pub mod error;
 pub mod float;
 pub mod gradcheck;
 pub mod metrics;
+pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
