@@ -54,3 +54,35 @@ fn zero_settings_are_errors() {
     assert!(coverage(4, 3, 0, 1, Upsampling::ResizeConv).is_err());
     assert!(coverage(4, 3, 2, 0, Upsampling::Transposed).is_err());
 }
+
+/// The smallest horizontal period of the counts away from the borders (a `margin` wide): the
+/// least `p` with `counts[y][x] = counts[y][x + p]` over the interior.
+fn interior_period(c: &adjoint::ops::conv::views::Coverage, margin: usize) -> usize {
+    let n = c.counts.nrows();
+    let inner = margin..n - margin;
+    (1..inner.len() / 2)
+        .find(|&p| {
+            inner.clone().all(|y| {
+                (inner.start..inner.end - p).all(|x| c.counts[[y, x]] == c.counts[[y, x + p]])
+            })
+        })
+        .expect("a period shorter than half the interior")
+}
+
+/// The guide's checkerboard section: with stride 2 the pattern's period doubles with each
+/// stacked layer (2, 4, 8 pixels) for k = 3 as well as for k = 5, and k = 4 is flat.
+#[test]
+fn checkerboard_periods_double_with_each_layer() {
+    for k in [3, 5] {
+        for (layers, period) in [(1, 2), (2, 4), (3, 8)] {
+            let c = coverage(24, k, 2, layers, Upsampling::Transposed).unwrap();
+            // The border effects reach (k − 1)·(1 + 2 + … + 2^(layers−1)) pixels in.
+            let margin = (k - 1) * ((1 << layers) - 1);
+            assert_eq!(interior_period(&c, margin), period, "k {k}, {layers} layers");
+        }
+    }
+    for layers in 1..=3 {
+        let c = coverage(24, 4, 2, layers, Upsampling::Transposed).unwrap();
+        assert_eq!(interior_period(&c, 3 * ((1 << layers) - 1)), 1, "k 4, {layers} layers");
+    }
+}
