@@ -62,9 +62,9 @@ fn interior_period(c: &adjoint::ops::conv::views::Coverage, margin: usize) -> us
     let inner = margin..n - margin;
     (1..inner.len() / 2)
         .find(|&p| {
-            inner.clone().all(|y| {
-                (inner.start..inner.end - p).all(|x| c.counts[[y, x]] == c.counts[[y, x + p]])
-            })
+            inner
+                .clone()
+                .all(|y| (inner.start..inner.end - p).all(|x| c.counts[[y, x]] == c.counts[[y, x + p]]))
         })
         .expect("a period shorter than half the interior")
 }
