@@ -6,7 +6,7 @@ use ndarray::{ArrayD, AsArray, Axis, Dimension, IxDyn};
 
 use crate::error::{Error, Result, bad_shape, invalid};
 use crate::float::Float;
-use crate::ops::{check_axis, size};
+use crate::ops::{check_axis, contiguous, size};
 use crate::tape::{Op, Var};
 
 fn same_shape<T: Float>(op: &'static str, a: Var<'_, T>, b: Var<'_, T>) -> Result<()> {
@@ -510,7 +510,7 @@ pub fn cross_entropy<'t, 'a, T: Float, D: Dimension>(
     let target = target.into().into_dyn();
     let plan = cross_entropy_plan::<T>(&logits.shape(), target, opts)?;
     let x = logits.value();
-    let x = x.as_slice().expect("tape values are kept in standard layout");
+    let x = contiguous(&x);
     let (y, lse) = cross_entropy_forward(x, &plan)?;
     let y = size::array(&plan.out_shape, y)?;
     let op = CrossEntropy {
@@ -666,8 +666,8 @@ fn cross_entropy_grad<'t, T: Float>(
     lse: &Rc<Vec<LogSoftmaxOf<T>>>,
 ) -> Result<Var<'t, T>> {
     let (x_value, g_value) = (x.value(), g.value());
-    let xs = x_value.as_slice().expect("tape values are kept in standard layout");
-    let gs = g_value.as_slice().expect("tape values are kept in standard layout");
+    let xs = contiguous(&x_value);
+    let gs = contiguous(&g_value);
     let mut grad = size::zeroed("cross_entropy_grad", "output", xs.len())?;
     // The upstream gradient of each element's `loss_e`.
     let scale = |e: usize| match plan.reduction {

@@ -40,6 +40,12 @@ pub fn broadcast_shape(op: &'static str, lhs: &[usize], rhs: &[usize]) -> Result
         .collect()
 }
 
+/// A tape value's elements in row-major order. Every value on a tape is kept in standard
+/// layout ([`crate::Tape::record`] guarantees it), so this never fails for one.
+pub(crate) fn contiguous<T: crate::float::Float>(a: &ndarray::ArrayD<T>) -> &[T] {
+    a.as_slice().expect("tape values are kept in standard layout")
+}
+
 /// The row-major multi-index of flat position `i` in an array of `shape`.
 pub(crate) fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
     let mut idx = vec![0; shape.len()];

@@ -12,7 +12,7 @@ use ndarray::ArrayD;
 
 use crate::error::{Result, bad_shape, invalid};
 use crate::float::Float;
-use crate::ops::size;
+use crate::ops::{contiguous, size};
 use crate::tape::{Op, Var};
 
 const OP: &str = "batch_norm";
@@ -327,7 +327,7 @@ pub fn batch_norm<'t, T: Float>(
     let c = check(OP, &shape, w_shape.as_deref(), b_shape.as_deref(), running_shapes, opts)?;
 
     let xv = x.value();
-    let xs = xv.as_slice().expect("tape values are kept in standard layout");
+    let xs = contiguous(&xv);
     let (n, inner) = (shape[0], shape[2..].iter().product::<usize>());
     let per_channel = n * inner;
     let eps = T::of(opts.eps);

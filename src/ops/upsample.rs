@@ -45,7 +45,7 @@ use std::rc::Rc;
 
 use crate::error::{Result, bad_shape, invalid};
 use crate::float::Float;
-use crate::ops::size;
+use crate::ops::{contiguous, size};
 use crate::tape::{Op, Var};
 
 /// A value for every spatial axis, PyTorch's `int or Tuple[int, ...]` (or float) arguments:
@@ -406,10 +406,6 @@ fn record_apply<'t, T: Float, M: FixedLinearMap<T>>(x: Var<'t, T>, map: &Rc<M>) 
 fn record_adjoint<'t, T: Float, M: FixedLinearMap<T>>(grad_y: Var<'t, T>, map: &Rc<M>) -> Result<Var<'t, T>> {
     let grad_x = size::array(map.shapes().0, map.apply_adjoint(contiguous(&grad_y.value()))?)?;
     grad_y.tape().record(grad_x, &[grad_y], ApplyAdjoint(Rc::clone(map)))
-}
-
-fn contiguous<T: Float>(a: &ndarray::ArrayD<T>) -> &[T] {
-    a.as_slice().expect("tape values are kept in standard layout")
 }
 
 // ----------------------------------------------------------------------------------- nearest

@@ -1,8 +1,6 @@
 //! Convolution: the *gather* `y[o] = Σ_t w[t] · x[o·s + t·d − p]`, the matrix `A`.
 //! Its backward is the transposed conv's forward (`Aᵀ`), in [`Conv::backward`].
 
-use ndarray::ArrayD;
-
 use super::conv_transpose::conv_transpose_with;
 use super::correlate::correlate;
 use super::kernels::{self, ConvShape};
@@ -10,7 +8,7 @@ use super::options::{ConvOptions, conv_shape};
 use super::{add_bias, batched_shape, check_bias, describe, with_batch_axis};
 use crate::error::Result;
 use crate::float::Float;
-use crate::ops::size;
+use crate::ops::{contiguous, size};
 use crate::tape::{Op, Var};
 
 /// The conv node: it keeps only its geometry; `x` and `w` are its inputs on the tape.
@@ -66,10 +64,6 @@ pub(super) fn record_conv<'t, T: Float>(
         .collect();
     let y = size::array(&dims, y)?;
     x.tape().record(y, &[x, w], Conv { shape })
-}
-
-pub(super) fn contiguous<T: Float>(a: &ArrayD<T>) -> &[T] {
-    a.as_slice().expect("tape values are kept in standard layout")
 }
 
 /// Convolution of any spatial rank (taken from `w`), PyTorch's `conv{1,2,3}d`.

@@ -1,13 +1,14 @@
 //! Transposed convolution: the *scatter* `y[o·s + t·d − p] += w[t] · x[o]`, the matrix `Aᵀ`.
 //! Its backward is the conv's forward (`A`), in [`ConvTranspose::backward`].
 
-use super::conv::{contiguous, conv_with};
+use super::conv::conv_with;
 use super::correlate::{conv_and_correlate, correlate};
 use super::kernels::{self, ConvShape};
 use super::options::{ConvTransposeOptions, conv_transpose_shape};
 use super::{add_bias, batched_shape, check_bias, describe, with_batch_axis};
 use crate::error::Result;
 use crate::float::Float;
+use crate::ops::contiguous;
 use crate::ops::size;
 use crate::tape::{Op, Var};
 

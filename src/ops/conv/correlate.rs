@@ -2,12 +2,13 @@
 //! its output side (`small`). For a conv, `big = x` and `small = grad_y`; for a transposed conv
 //! the roles swap: `big = grad_y`, `small = x`.
 
-use super::conv::{contiguous, conv_with, record_conv};
+use super::conv::{conv_with, record_conv};
 use super::conv_transpose::conv_transpose_with;
 use super::describe;
 use super::kernels::{self, ConvShape};
 use crate::error::Result;
 use crate::float::Float;
+use crate::ops::contiguous;
 use crate::ops::size;
 use crate::tape::{Op, Var};
 

@@ -6,10 +6,10 @@
 use std::rc::Rc;
 
 use super::kernels::{self, Windows};
-use super::max::contiguous;
 use super::{Divisor, PoolOptions, PoolShape, Pooling, divisor, pool_rank, pool_shape};
 use crate::error::Result;
 use crate::float::Float;
+use crate::ops::contiguous;
 use crate::ops::size;
 use crate::tape::{Op, Var};
 

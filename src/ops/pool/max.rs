@@ -9,7 +9,7 @@ use super::kernels::{self, Windows};
 use super::{PoolOptions, Pooling, pool_rank, pool_shape};
 use crate::error::Result;
 use crate::float::Float;
-use crate::ops::size;
+use crate::ops::{contiguous, size};
 use crate::tape::{Op, Var};
 
 /// Where each output cell took its value from, found by the forward.
@@ -65,11 +65,6 @@ fn scatter<'t, T: Float>(g: Var<'t, T>, route: &Rc<Route>) -> Result<Var<'t, T>>
     let values = kernels::scatter(route.op, &route.argmax, contiguous(&g.value()), len)?;
     g.tape()
         .record(size::array(&route.x, values)?, &[g], Scatter(Rc::clone(route)))
-}
-
-/// A tape value's elements; the tape keeps every value in standard layout.
-pub(super) fn contiguous<T: Float>(a: &ndarray::ArrayD<T>) -> &[T] {
-    a.as_slice().expect("tape values are kept in standard layout")
 }
 
 /// Max pooling over the spatial axes of `x: [n, c, i..]`, 1 to 3 of them (PyTorch's
