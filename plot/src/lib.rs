@@ -1,4 +1,6 @@
-//! Pictures of what the library computes: loss curves, image grids, heat maps of matrices.
+//! Pictures of what the library computes: loss curves, heat maps of matrices, and grids of
+//! pictures in labelled rows, grayscale ([`image_grid`]) or RGB with markers and a legend
+//! ([`panel_grid`], in `panels.rs` with the layout both grids share).
 //!
 //! Every function draws into memory and writes a PNG file only once the whole picture is done,
 //! so a refused input or a drawing failure never leaves a half-drawn file behind; the file is
@@ -24,6 +26,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use thiserror::Error;
 
 use glyph_fix::GlyphFix;
+
+mod panels;
+pub use panels::{LegendEntry, Mark, MarkShape, Panel, image_grid, panel_grid};
 
 /// Everything that can go wrong when drawing a picture.
 ///
@@ -450,157 +455,6 @@ fn format_tick(v: f64, resolution: f64) -> String {
         3 - exponent
     };
     trim(&format!("{v:.*}", decimals.clamp(0, 15) as usize))
-}
-
-/// Space around the whole grid and between a row's label and its images, in pixels.
-const GRID_PAD: u64 = 10;
-/// Space between two images of a row: a 1-px grey frame on each side and white between, so
-/// that images whose border pixels are white still read as separate squares.
-const GRID_GAP: u64 = 6;
-/// Space between two rows.
-const GRID_ROW_GAP: u64 = 10;
-const GRID_FRAME: RGBColor = RGBColor(170, 170, 170);
-/// Pixels that are NaN: a colour no grey value can take, so a broken output is obvious.
-const NAN_PIXEL: [u8; 3] = [230, 0, 0];
-
-/// Draws grayscale images in labelled rows, e.g. an autoencoder's inputs above its outputs.
-///
-/// Each row is `(label, images)`; the label is written at the row's left. Values are clamped
-/// to [0, 1] (0 = black, 1 = white); NaN pixels are drawn red. Each pixel becomes a
-/// `scale`×`scale` block. Images in one row must share a shape; rows may differ.
-///
-/// Errors: no rows, a row without images, an empty image, images of different shapes in one
-/// row, `scale == 0`, a picture above [`MAX_SIDE`] / [`MAX_PIXELS`], a path not ending in
-/// `.png`, or a failed write.
-pub fn image_grid(path: &Path, rows: &[(&str, Vec<Array2<f32>>)], scale: u32) -> Result<(), PlotError> {
-    const OP: &str = "image_grid";
-    check_png_path(OP, path)?;
-    if scale == 0 {
-        return Err(PlotError::Invalid {
-            op: OP,
-            what: "scale = 0: each pixel needs at least 1×1 px".into(),
-        });
-    }
-    if rows.is_empty() {
-        return Err(PlotError::Empty {
-            op: OP,
-            what: "no rows given".into(),
-        });
-    }
-    for (r, (label, images)) in rows.iter().enumerate() {
-        let Some(first) = images.first() else {
-            return Err(PlotError::Empty {
-                op: OP,
-                what: format!("row {r} ({label:?}) has no images"),
-            });
-        };
-        let (h0, w0) = first.dim();
-        if h0 == 0 || w0 == 0 {
-            return Err(PlotError::Empty {
-                op: OP,
-                what: format!("row {r} ({label:?}): its images are {h0}×{w0}"),
-            });
-        }
-        if let Some((i, img)) = images.iter().enumerate().find(|(_, img)| img.dim() != (h0, w0)) {
-            let (h, w) = img.dim();
-            return Err(PlotError::Mismatch {
-                op: OP,
-                what: format!("row {r} ({label:?}): image {i} is {h}×{w} but image 0 is {h0}×{w0}"),
-            });
-        }
-    }
-    ensure_font(OP)?;
-
-    let label_font = font(17.0);
-    let mut label_w = 0u64;
-    let mut label_h = 0u64;
-    for (label, _) in rows {
-        let (w, h) = measure(OP, &label_font, label)?;
-        label_w = label_w.max(w.into());
-        label_h = label_h.max(h.into());
-    }
-
-    // Saturating arithmetic: absurd sizes end up above the limit instead of wrapping around.
-    let scale = u64::from(scale);
-    struct RowLayout {
-        top: u64,
-        height: u64,
-        img_w: u64,
-        img_h: u64,
-    }
-    let mut layout = Vec::with_capacity(rows.len());
-    let mut y = GRID_PAD;
-    let mut max_row_w = 0u64;
-    for (_, images) in rows {
-        let (h, w) = images[0].dim();
-        let img_w = (w as u64).saturating_mul(scale);
-        let img_h = (h as u64).saturating_mul(scale);
-        let n = images.len() as u64;
-        let row_w = n.saturating_mul(img_w.saturating_add(GRID_GAP)) - GRID_GAP;
-        max_row_w = max_row_w.max(row_w);
-        let height = img_h.max(label_h);
-        layout.push(RowLayout {
-            top: y,
-            height,
-            img_w,
-            img_h,
-        });
-        y = y.saturating_add(height).saturating_add(GRID_ROW_GAP);
-    }
-    let images_left = GRID_PAD + label_w + GRID_PAD;
-    let width = images_left.saturating_add(max_row_w).saturating_add(GRID_PAD);
-    let height = y - GRID_ROW_GAP + GRID_PAD;
-    let size = check_size(OP, width, height)?;
-
-    let mut buf = draw_in_memory(OP, size, |root| {
-        for ((label, images), row) in rows.iter().zip(&layout) {
-            let mid = (row.top + row.height / 2) as i32;
-            root.draw(&Text::new(
-                *label,
-                (GRID_PAD as i32, mid),
-                label_font
-                    .clone()
-                    .into_text_style(root)
-                    .pos(Pos::new(HPos::Left, VPos::Center)),
-            ))?;
-            for j in 0..images.len() as u64 {
-                let x0 = images_left + j * (row.img_w + GRID_GAP);
-                let y0 = row.top + (row.height - row.img_h) / 2;
-                let corner = |x: u64, y: u64| (x as i32, y as i32);
-                root.draw(&Rectangle::new(
-                    [corner(x0 - 1, y0 - 1), corner(x0 + row.img_w, y0 + row.img_h)],
-                    GRID_FRAME,
-                ))?;
-            }
-        }
-        Ok(())
-    })?;
-
-    // Pixels go straight into the buffer: one rectangle element per pixel would be slower and
-    // gains nothing, since blocks are axis-aligned and exactly `scale` px wide.
-    let stride = u64::from(size.0) * 3;
-    for ((_, images), row) in rows.iter().zip(&layout) {
-        let y0 = row.top + (row.height - row.img_h) / 2;
-        for (j, img) in images.iter().enumerate() {
-            let x0 = images_left + j as u64 * (row.img_w + GRID_GAP);
-            for ((py, px), &v) in img.indexed_iter() {
-                let rgb = if v.is_nan() {
-                    NAN_PIXEL
-                } else {
-                    let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-                    [g, g, g]
-                };
-                for dy in 0..scale {
-                    let line = (y0 + py as u64 * scale + dy) * stride;
-                    let start = (line + (x0 + px as u64 * scale) * 3) as usize;
-                    for block in buf[start..start + 3 * scale as usize].chunks_exact_mut(3) {
-                        block.copy_from_slice(&rgb);
-                    }
-                }
-            }
-        }
-    }
-    write_png(OP, path, size, &buf)
 }
 
 /// A heat map cell aims at this many pixels for the longer side of the matrix.
@@ -1160,7 +1014,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A fresh directory per test, so tests running in parallel never share files.
-    fn temp_dir(name: &str) -> PathBuf {
+    pub(crate) fn temp_dir(name: &str) -> PathBuf {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("adjoint-plot-{}-{n}-{name}", std::process::id()));
@@ -1169,18 +1023,12 @@ mod tests {
     }
 
     /// Width and height from the PNG header: signature, then the IHDR chunk.
-    fn png_size(path: &Path) -> (u32, u32) {
+    pub(crate) fn png_size(path: &Path) -> (u32, u32) {
         let bytes = std::fs::read(path).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG: {}", path.display());
         assert_eq!(&bytes[12..16], b"IHDR");
         let be = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap());
         (be(&bytes[16..20]), be(&bytes[20..24]))
-    }
-
-    fn digit_image(h: usize, w: usize, phase: f32) -> Array2<f32> {
-        Array2::from_shape_fn((h, w), |(i, j)| {
-            ((i as f32 * 0.7 + j as f32 * 0.3 + phase).sin() + 1.0) / 2.0
-        })
     }
 
     #[test]
@@ -1276,50 +1124,6 @@ mod tests {
         assert_eq!(listing(&dir), ["taken.png"]);
         let err = write_atomically(Path::new(".."), b"png").unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn image_grid_writes_png_of_computed_size() {
-        let dir = temp_dir("grid");
-        let p = dir.join("grid.png");
-        let originals: Vec<_> = (0..4).map(|k| digit_image(8, 8, k as f32)).collect();
-        let mut recon: Vec<_> = (0..4).map(|k| digit_image(8, 8, k as f32 + 0.3) * 1.5 - 0.2).collect();
-        recon[1][[0, 0]] = f32::NAN;
-        image_grid(&p, &[("original", originals), ("reconstruction", recon)], 3).unwrap();
-        let (w, h) = png_size(&p);
-        // Two rows of 24-px images (label text is shorter) with the fixed gaps and padding.
-        assert_eq!(h as u64, GRID_PAD + 24 + GRID_ROW_GAP + 24 + GRID_PAD);
-        assert!(w as u64 > 4 * 24 + 3 * GRID_GAP + 3 * GRID_PAD, "width {w}");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn image_grid_refuses_bad_input() {
-        let dir = temp_dir("grid-err");
-        let p = dir.join("x.png");
-        let img = || Array2::<f32>::zeros((4, 4));
-        assert!(matches!(image_grid(&p, &[], 2), Err(PlotError::Empty { .. })));
-        assert!(matches!(
-            image_grid(&p, &[("a", vec![])], 2),
-            Err(PlotError::Empty { .. })
-        ));
-        assert!(matches!(
-            image_grid(&p, &[("a", vec![Array2::zeros((0, 4))])], 2),
-            Err(PlotError::Empty { .. })
-        ));
-        let err = image_grid(&p, &[("a", vec![img()]), ("b", vec![img(), Array2::zeros((4, 5))])], 2).unwrap_err();
-        assert!(matches!(err, PlotError::Mismatch { .. }), "{err}");
-        assert!(err.to_string().contains("image 1 is 4×5"), "{err}");
-        assert!(matches!(
-            image_grid(&p, &[("a", vec![img()])], 0),
-            Err(PlotError::Invalid { .. })
-        ));
-        assert!(matches!(
-            image_grid(&p, &[("a", vec![img()])], 100_000),
-            Err(PlotError::TooLarge { .. })
-        ));
-        assert!(!p.exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
