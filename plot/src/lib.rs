@@ -1,6 +1,8 @@
 //! Pictures of what the library computes: loss curves, heat maps of matrices, and grids of
 //! pictures in labelled rows, grayscale ([`image_grid`]) or RGB with markers and a legend
-//! ([`panel_grid`], in `panels.rs` with the layout both grids share).
+//! ([`panel_grid`], in `panels.rs` with the layout both grids share). For the panels,
+//! `colors.rs` turns class maps, grayscale images and heat maps into RGB ([`palette`],
+//! [`class_colors`], [`gray_to_rgb`], [`sequential_colors`], [`blend`]).
 //!
 //! Every function draws into memory and writes a PNG file only once the whole picture is done,
 //! so a refused input or a drawing failure never leaves a half-drawn file behind; the file is
@@ -27,7 +29,9 @@ use thiserror::Error;
 
 use glyph_fix::GlyphFix;
 
+mod colors;
 mod panels;
+pub use colors::{blend, class_colors, gray_to_rgb, palette, sequential_colors};
 pub use panels::{LegendEntry, Mark, MarkShape, Panel, image_grid, panel_grid};
 
 /// Everything that can go wrong when drawing a picture.

@@ -18,6 +18,7 @@ use ndarray::{Array2, Array3};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::colors::not_rgb;
 use crate::{PlotError, check_png_path, check_size, draw_in_memory, ensure_font, font, measure, title_font, write_png};
 
 /// Space around the whole grid and between a row's label and its images, in pixels.
@@ -159,14 +160,15 @@ pub struct LegendEntry<'a> {
 ///
 /// # Example
 /// ```
-/// use adjoint_plot::{LegendEntry, Mark, MarkShape, Panel, panel_grid};
+/// use adjoint_plot::{LegendEntry, Mark, MarkShape, Panel, palette, panel_grid};
 /// use ndarray::Array3;
 ///
+/// let colors = palette(2);
 /// let pixels = Array3::from_shape_fn((8, 8, 3), |(r, c, _)| if r + c < 8 { 0.1 } else { 0.8 });
 /// let peak = Mark { x: 2.5, y: 3.5, color: [255, 255, 0], shape: MarkShape::Plus };
 /// let panel = Panel { pixels, marks: vec![peak] };
 /// let legend = [
-///     LegendEntry { label: "background", color: [26, 26, 26], shape: None },
+///     LegendEntry { label: "background", color: colors[0], shape: None },
 ///     LegendEntry { label: "key point", color: [255, 255, 0], shape: Some(MarkShape::Plus) },
 /// ];
 /// let path = std::env::temp_dir().join(format!("panel-grid-doc-{}.png", std::process::id()));
@@ -232,11 +234,8 @@ impl GridPicture for Panel {
     }
 
     fn check(&self) -> Result<(), String> {
-        let (h, w, c) = self.pixels.dim();
-        if c != 3 {
-            return Err(format!(
-                "its pixels are {h}×{w}×{c}; the last axis must hold 3 channels (RGB)"
-            ));
+        if let Some(why) = not_rgb(&self.pixels) {
+            return Err(why);
         }
         match self
             .marks
