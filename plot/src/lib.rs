@@ -17,6 +17,8 @@
 //! - PNG files are encoded with the `png` crate directly, instead of plotters' `bitmap_encoder`
 //!   feature, whose `image` dependency would double the plotting stack's compile time.
 
+#![warn(missing_docs)]
+
 use std::path::Path;
 use std::sync::OnceLock;
 
