@@ -19,13 +19,15 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod common;
+
 use adjoint::data::{Dataset, load_mnist_dir, synthetic_shapes};
 use adjoint::nn::{Module, io};
 use adjoint::optim::Adam;
 use adjoint::plot::{image_grid, loss_curves};
 use adjoint::train::{conv_autoencoder, mean_image_mse, reconstruct, reconstruction_mse, train_autoencoder_epoch};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
+use common::{count, epoch_bar, existing, exit_code, learning_rate, out_dir, publish};
 use ndarray::{Array2, ArrayD, Axis, Ix2, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -84,57 +86,6 @@ struct Args {
     eval: Option<PathBuf>,
 }
 
-/// A parser for a count that must lie in `min..=max`; clap prints its error after the flag and
-/// the value, e.g. `invalid value '0' for '--epochs <EPOCHS>': must be at least 1`.
-fn count(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
-    move |text| {
-        let rule = if max == usize::MAX {
-            format!("must be at least {min}")
-        } else {
-            format!("must be from {min} to {max}")
-        };
-        match text.parse::<usize>() {
-            Ok(value) if (min..=max).contains(&value) => Ok(value),
-            Ok(_) => Err(rule),
-            Err(e) => Err(format!("{e}: {rule}")),
-        }
-    }
-}
-
-/// `--lr`: a step of 0 trains nothing, a negative one climbs the loss, and NaN or ∞ turns
-/// every weight into NaN at the first step.
-fn learning_rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(lr) if lr.is_finite() && lr > 0.0 => Ok(lr),
-        _ => Err("must be a finite number > 0".into()),
-    }
-}
-
-/// A parser for a path that must exist and be a `what` (`is` tells).
-fn existing(
-    what: &'static str,
-    is: fn(&Path) -> bool,
-) -> impl Fn(&str) -> Result<PathBuf, String> + Clone + Send + Sync + 'static {
-    move |text| {
-        let path = PathBuf::from(text);
-        if is(&path) {
-            Ok(path)
-        } else {
-            Err(format!("must be an existing {what}"))
-        }
-    }
-}
-
-/// `--out-dir` may not exist yet, but if it does it must be a directory: found out now, not
-/// after training.
-fn out_dir(text: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(text);
-    if path.exists() && !path.is_dir() {
-        return Err("exists and is not a directory".into());
-    }
-    Ok(path)
-}
-
 fn load_data(args: &Args) -> Result<(Dataset, Dataset), Box<dyn Error>> {
     let all = match &args.data_dir {
         Some(dir) => {
@@ -170,12 +121,9 @@ fn train(
 ) -> Result<(Vec<f64>, Vec<f64>), Box<dyn Error>> {
     let mut optimizer = Adam::new(args.lr);
     let (mut train_curve, mut val_curve) = (Vec::new(), Vec::new());
-    let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")?.progress_chars("=> ");
     for epoch in 1..=args.epochs {
         let t0 = Instant::now();
-        let bar = ProgressBar::new(train.len() as u64)
-            .with_style(style.clone())
-            .with_prefix(epoch.to_string());
+        let bar = epoch_bar(epoch, train.len())?;
         let (mut seen, mut recent) = (0usize, f64::NAN);
         let train_loss = train_autoencoder_epoch(
             model,
@@ -246,46 +194,8 @@ fn draw(
     Ok(())
 }
 
-/// Writes a run's outputs to `out_dir` together, or not at all: `write` puts the files `names`
-/// whole into a fresh staging directory inside `out_dir` (the same file system, so a rename
-/// moves a file in one step), and only once all are there are they renamed over the previous
-/// run's files. A failure while drawing or writing leaves those as they were.
-fn publish(
-    out_dir: &Path,
-    names: &[&str],
-    write: impl FnOnce(&Path) -> Result<(), Box<dyn Error>>,
-) -> Result<(), Box<dyn Error>> {
-    std::fs::create_dir_all(out_dir).map_err(failed(out_dir))?;
-    let staging = out_dir.join(format!(".autoencoder-{}.partial", std::process::id()));
-    std::fs::create_dir(&staging).map_err(failed(&staging))?;
-    let published = write(&staging).and_then(|()| {
-        // Renames within one file system do not fail but for a file in the way (a directory
-        // named like an output); then the outputs renamed before it stay.
-        for name in names {
-            let target = out_dir.join(name);
-            std::fs::rename(staging.join(name), &target).map_err(failed(&target))?;
-        }
-        Ok(())
-    });
-    // Empty after success; after a failure it holds what was written before it.
-    let _ = std::fs::remove_dir_all(&staging);
-    published
-}
-
-/// An I/O error with the path it concerns (the error alone does not name it).
-fn failed(path: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
-    move |e| format!("{}: {e}", path.display())
-}
-
-/// Prints errors with their message (not `Debug`) and exits non-zero.
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    exit_code(run)
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
@@ -327,10 +237,15 @@ fn run() -> Result<(), Box<dyn Error>> {
     if let Some(bad) = io::first_non_finite(&model) {
         return Err(format!("the run diverged: {bad}; nothing was written").into());
     }
-    publish(&args.out_dir, &[WEIGHTS, LOSS_PNG, RECONSTRUCTIONS_PNG], |dir| {
-        io::save(&model, dir.join(WEIGHTS))?;
-        draw(dir, &model, &val, &train_curve, &val_curve)
-    })?;
+    publish(
+        &args.out_dir,
+        "autoencoder",
+        &[WEIGHTS, LOSS_PNG, RECONSTRUCTIONS_PNG],
+        |dir| {
+            io::save(&model, dir.join(WEIGHTS))?;
+            draw(dir, &model, &val, &train_curve, &val_curve)
+        },
+    )?;
     let path = |name| args.out_dir.join(name).display().to_string();
     println!("pictures: {} and {}", path(LOSS_PNG), path(RECONSTRUCTIONS_PNG));
     let final_val = val_curve.last().copied().unwrap_or(f64::NAN);

@@ -1,57 +1,14 @@
 //! The autoencoder example as users run it: the binary itself, on tiny runs.
-//!
-//! `cargo test` builds the package's examples before running its tests, so the binary is
-//! found beside this test's own executable (`target/<profile>/deps/<test>-<hash>`), in
-//! `target/<profile>/examples/`. A `cargo test --test autoencoder_cli` alone does not build
-//! examples: the test then stops, and says so, if the binary is missing or older than its source.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-/// The example's binary, built by `cargo test` in this test's profile.
-fn binary() -> PathBuf {
-    let me = std::env::current_exe().unwrap();
-    let profile_dir = me.parent().and_then(Path::parent).unwrap();
-    let path = profile_dir
-        .join("examples")
-        .join(format!("autoencoder{}", std::env::consts::EXE_SUFFIX));
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("autoencoder.rs");
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let built = modified(&path);
-    assert!(
-        built.is_some() && built >= modified(&source),
-        "{} is missing or older than {}: run `cargo test` (which builds the examples), or \
-         `cargo build --example autoencoder` in this profile",
-        path.display(),
-        source.display()
-    );
-    path
-}
+mod support;
 
-/// A fresh directory for one test, under Cargo's scratch directory for tests.
-fn scratch(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("autoencoder-cli-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::{flags_with, is_png, listing, scratch, text, write_idx_dir};
 
 fn run(args: &[String]) -> Output {
-    Command::new(binary()).args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The names in `dir`, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    support::run("autoencoder", args)
 }
 
 /// What a successful run leaves in `--out-dir`, and nothing else.
@@ -65,33 +22,9 @@ const TINY: [(&str, &str); 4] = [
     ("--latent", "8"),
 ];
 
-/// The tiny run's flags with `changes` applied (a flag given twice is an error in itself), and
-/// `--out-dir out_dir`.
+/// The tiny run's flags with `changes` applied, and `--out-dir out_dir`.
 fn tiny_with(changes: &[(&str, &str)], out_dir: &Path) -> Vec<String> {
-    let mut flags: Vec<(&str, &str)> = TINY.to_vec();
-    for &(flag, value) in changes {
-        match flags.iter_mut().find(|(f, _)| *f == flag) {
-            Some(pair) => pair.1 = value,
-            None => flags.push((flag, value)),
-        }
-    }
-    let mut args: Vec<String> = flags
-        .iter()
-        .flat_map(|&(f, v)| [f.to_string(), v.to_string()])
-        .collect();
-    args.extend(["--out-dir".to_string(), out_dir.display().to_string()]);
-    args
-}
-
-/// Raw IDX files of `n` blank 28×28 images and their labels, under the names MNIST uses.
-fn write_idx_dir(dir: &Path, n: u32) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut images: Vec<u8> = [2051, n, 28, 28].iter().flat_map(|w: &u32| w.to_be_bytes()).collect();
-    images.resize(images.len() + (n * 28 * 28) as usize, 0);
-    let mut labels: Vec<u8> = [2049, n].iter().flat_map(|w: &u32| w.to_be_bytes()).collect();
-    labels.resize(labels.len() + n as usize, 0);
-    std::fs::write(dir.join("train-images-idx3-ubyte"), images).unwrap();
-    std::fs::write(dir.join("train-labels-idx1-ubyte"), labels).unwrap();
+    flags_with(&TINY, changes, out_dir)
 }
 
 /// Each flag that makes a run meaningless is refused before any work — nothing loaded (the
@@ -173,12 +106,7 @@ fn a_tiny_run_writes_its_outputs_and_eval_refuses_non_finite_weights() {
     }
     assert_eq!(listing(&out_dir), OUTPUTS);
     for png in ["loss.png", "reconstructions.png"] {
-        assert!(
-            std::fs::read(out_dir.join(png))
-                .unwrap()
-                .starts_with(b"\x89PNG\r\n\x1a\n"),
-            "{png}"
-        );
+        assert!(is_png(&out_dir.join(png)), "{png}");
     }
 
     let weights = out_dir.join("autoencoder.safetensors");

@@ -32,7 +32,9 @@ pub mod shapes;
 
 pub use batch::{Batch, Batches};
 pub use idx::{load_mnist_dir, parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels};
-pub use scenes::{Keypoint, KeypointKind, SceneClass, Scenes, digit_scenes, synthetic_scenes};
+pub use scenes::{
+    Keypoint, KeypointKind, MAX_SCENE_SIZE, MIN_SCENE_SIZE, SceneClass, Scenes, digit_scenes, synthetic_scenes,
+};
 pub use shapes::{ShapeKind, synthetic_shapes};
 
 /// Everything that can go wrong while loading or slicing data.

@@ -1,0 +1,197 @@
+//! What every training example shares: flag parsers that refuse a meaningless run before any
+//! work, the progress bar, step timing, and writing a run's files together or not at all.
+//!
+//! Each example includes this file as `mod common;`; an example uses only some of it, hence
+//! the `allow` below (the unused rest is not dead code, it is another example's).
+#![allow(dead_code)]
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+/// A parser for a count that must lie in `min..=max`; clap prints its error after the flag and
+/// the value, e.g. `invalid value '0' for '--epochs <EPOCHS>': must be at least 1`.
+pub fn count(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let rule = if max == usize::MAX {
+            format!("must be at least {min}")
+        } else {
+            format!("must be from {min} to {max}")
+        };
+        match text.parse::<usize>() {
+            Ok(value) if (min..=max).contains(&value) => Ok(value),
+            Ok(_) => Err(rule),
+            Err(e) => Err(format!("{e}: {rule}")),
+        }
+    }
+}
+
+/// `--lr`: a step of 0 trains nothing, a negative one climbs the loss, and NaN or ∞ turns
+/// every weight into NaN at the first step.
+pub fn learning_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(lr) if lr.is_finite() && lr > 0.0 => Ok(lr),
+        _ => Err("must be a finite number > 0".into()),
+    }
+}
+
+/// A parser for a number that must lie in `min..=max` (finite, so NaN is refused too).
+pub fn number(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |text| match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && (min..=max).contains(&v) => Ok(v),
+        _ => Err(format!("must be a number from {min} to {max}")),
+    }
+}
+
+/// A parser for a path that must exist and be a `what` (`is` tells).
+pub fn existing(
+    what: &'static str,
+    is: fn(&Path) -> bool,
+) -> impl Fn(&str) -> Result<PathBuf, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let path = PathBuf::from(text);
+        if is(&path) {
+            Ok(path)
+        } else {
+            Err(format!("must be an existing {what}"))
+        }
+    }
+}
+
+/// An output directory (`--out-dir`, `--export-data`) may not exist yet, but if it does it must
+/// be a directory: found out now, not after training.
+pub fn out_dir(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.exists() && !path.is_dir() {
+        return Err("exists and is not a directory".into());
+    }
+    Ok(path)
+}
+
+/// Writes a run's outputs to `out_dir` together, or not at all: `write` puts the files `names`
+/// whole into a fresh staging directory inside `out_dir` (the same file system, so a rename
+/// moves a file in one step), and only once all are there are they renamed over the previous
+/// run's files. A failure while drawing or writing leaves those as they were. `program` names
+/// the staging directory, so two examples writing to one directory do not meet.
+pub fn publish(
+    out_dir: &Path,
+    program: &str,
+    names: &[&str],
+    write: impl FnOnce(&Path) -> Result<(), Box<dyn Error>>,
+) -> Result<(), Box<dyn Error>> {
+    std::fs::create_dir_all(out_dir).map_err(failed(out_dir))?;
+    let staging = out_dir.join(format!(".{program}-{}.partial", std::process::id()));
+    std::fs::create_dir(&staging).map_err(failed(&staging))?;
+    let published = write(&staging).and_then(|()| {
+        // Renames within one file system do not fail but for a file in the way (a directory
+        // named like an output); then the outputs renamed before it stay.
+        for name in names {
+            let target = out_dir.join(name);
+            std::fs::rename(staging.join(name), &target).map_err(failed(&target))?;
+        }
+        Ok(())
+    });
+    // Empty after success; after a failure it holds what was written before it.
+    let _ = std::fs::remove_dir_all(&staging);
+    published
+}
+
+/// An I/O error with the path it concerns (the error alone does not name it).
+pub fn failed(path: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", path.display())
+}
+
+/// Runs `run`, printing an error with its message (not `Debug`) and exiting non-zero.
+pub fn exit_code(run: impl FnOnce() -> Result<(), Box<dyn Error>>) -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The progress bar of one epoch over `len` items.
+pub fn epoch_bar(epoch: usize, len: usize) -> Result<ProgressBar, Box<dyn Error>> {
+    let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")?.progress_chars("=> ");
+    Ok(ProgressBar::new(len as u64)
+        .with_style(style)
+        .with_prefix(epoch.to_string()))
+}
+
+/// `0..n` in an order fixed by `seed`: an epoch's shuffle.
+pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    order
+}
+
+/// Wall times of training steps, in milliseconds.
+#[derive(Default)]
+pub struct StepTimes(Vec<f64>);
+
+impl StepTimes {
+    /// Times `step` and records how long it took.
+    pub fn time<R>(&mut self, step: impl FnOnce() -> R) -> R {
+        let t0 = Instant::now();
+        let out = step();
+        self.0.push(t0.elapsed().as_secs_f64() * 1e3);
+        out
+    }
+
+    /// The median step, in ms (robust to the first steps' page faults and to other work on the
+    /// machine; NaN before any step).
+    pub fn median(&self) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort_by(f64::total_cmp);
+        match sorted.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => sorted[n / 2],
+            n => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
+        }
+    }
+
+    /// Adds another epoch's steps.
+    pub fn extend(&mut self, other: &StepTimes) {
+        self.0.extend_from_slice(&other.0);
+    }
+}
+
+/// mimalloc instead of the system allocator: glibc's returns every large block (an activation
+/// map of a batch) to the kernel when it is freed, and the next step's map then starts on
+/// fresh pages that the kernel must fault in and zero one by one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc.h (the same in its v2 and v3); the Rust bindings leave
+/// the less common options without a constant.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Tells mimalloc never to return freed memory to the kernel. A training step frees and
+/// allocates the same large blocks every time; by default mimalloc hands them back a second
+/// after they are freed, and the page faults of taking them again cost 40% of the CPU time of
+/// a U-Net step (measured with `perf`: `clear_page_erms`, the kernel zeroing fresh pages). The
+/// price is that the process keeps its peak memory until it ends, as PyTorch's caching
+/// allocator does.
+///
+/// It must run before mimalloc initialises (at the first allocation): set later, the option
+/// is read but the memory reserved at start-up is still purged (measured: 17,000 page faults
+/// for 10 steps, against 900). So it runs as an ELF constructor, ahead of Rust's runtime, in
+/// the `.init_array` section with a priority suffix, which the loader runs before the
+/// unsuffixed constructors (mimalloc's own among them).
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array.00100")]
+static KEEP_FREED_MEMORY: extern "C" fn() = {
+    extern "C" fn keep_freed_memory() {
+        // SAFETY: sets a plain integer option; -1 is mimalloc's documented "never purge".
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+    keep_freed_memory
+};
