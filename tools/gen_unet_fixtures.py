@@ -10,41 +10,9 @@ import json
 import pathlib
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-
-def block(c_in, c_out):
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())
-
-
-class UNet(nn.Module):
-    def __init__(self, c_in, classes, widths, upsample):
-        super().__init__()
-        self.down = nn.ModuleList(block(a, b) for a, b in zip((c_in,) + widths[:-2], widths[:-1]))
-        self.bottom = block(widths[-2], widths[-1])
-        self.up = nn.ModuleList(
-            nn.ConvTranspose2d(b, a, 2, stride=2) if upsample == "transposed" else nn.Conv2d(b, a, 3, padding=1)
-            for a, b in reversed(list(zip(widths[:-1], widths[1:]))))
-        self.dec = nn.ModuleList(block(2 * a, a) for a in reversed(widths[:-1]))
-        self.head = nn.Conv2d(widths[0], classes, 1)
-
-    def forward(self, x):
-        skips = []
-        for down in self.down:
-            x = down(x)
-            skips.append(x)
-            x = F.max_pool2d(x, 2)
-        x = self.bottom(x)
-        for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
-            if isinstance(up, nn.ConvTranspose2d):
-                x = up(x, output_size=skip.shape)
-            else:
-                x = up(F.interpolate(x, size=skip.shape[2:], mode="nearest"))
-            x = dec(torch.cat([skip, x], 1))
-        return self.head(x)
-
+# The one copy of the class, shared with the PyTorch twins of the examples.
+from twin_unet import UNet
 
 out = {}
 for mode in ("transposed", "resize"):
