@@ -162,8 +162,12 @@ struct Fixed<T: Float> {
 /// The batch-norm node: its inputs are `x`, then `weight` and `bias` when given.
 struct BatchNorm<T: Float> {
     /// The running statistics it normalised with, or `None` for the batch's own, which the
-    /// backward recomputes as ops of `x`.
+    /// backward recomputes as ops of `x` when it records its own graph.
     fixed: Option<Fixed<T>>,
+    /// The per-channel `μ` and `σ⁻¹` the forward used (batch or running), for the backward
+    /// that computes numbers only.
+    mean: Vec<T>,
+    inv_std: Vec<T>,
     eps: f64,
     has_weight: bool,
     has_bias: bool,
@@ -190,6 +194,87 @@ impl<T: Float> BatchNorm<T> {
     }
 }
 
+impl<T: Float> BatchNorm<T> {
+    /// The backward's formulas (see [`Op::backward`] below) as numbers: one pass for the
+    /// per-channel sums `Σ grad_y` and `Σ grad_y·x̂`, one for `grad_x`, each split over
+    /// channels or `(sample, channel)` lanes, which the threads share with no sum crossing
+    /// them, so results do not depend on the thread count. Returns the gradients of `x`,
+    /// `weight` and `bias` where wanted.
+    #[allow(clippy::type_complexity)]
+    fn gradient_values(
+        &self,
+        x: Var<'_, T>,
+        w: Option<Var<'_, T>>,
+        grad_y: Var<'_, T>,
+        want_w: bool,
+        want_b: bool,
+    ) -> Result<(Option<ArrayD<T>>, Option<ArrayD<T>>, Option<ArrayD<T>>)> {
+        use rayon::prelude::*;
+        let shape = x.shape();
+        let (n, c, inner) = (shape[0], shape[1], shape[2..].iter().product::<usize>());
+        let (xv, gv) = (x.value(), grad_y.value());
+        let (xs, gs) = (contiguous(&xv), contiguous(&gv));
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        let lane = |i: usize, k: usize| (i * c + k) * inner..(i * c + k + 1) * inner;
+        // Per channel: Σ g and Σ g·x̂, summed sample by sample in order. (x̂ per element, not
+        // σ⁻¹ taken out of the sum: an empty batch's σ⁻¹ is NaN, and its sums must be 0.)
+        let (sum_g, sum_g_x_hat): (Vec<T>, Vec<T>) = (0..c)
+            .into_par_iter()
+            .map(|k| {
+                (0..n).fold((T::zero(), T::zero()), |(sg, sgx), i| {
+                    let (x, g) = (&xs[lane(i, k)], &gs[lane(i, k)]);
+                    x.iter().zip(g).fold((sg, sgx), |(sg, sgx), (&x, &g)| {
+                        (sg + g, sgx + g * ((x - mean[k]) * inv_std[k]))
+                    })
+                })
+            })
+            .unzip();
+
+        let per_channel = |values: &[T]| size::array(&[c], values.to_vec());
+        let grad_w = if want_w { Some(per_channel(&sum_g_x_hat)?) } else { None };
+        let grad_b = if want_b { Some(per_channel(&sum_g)?) } else { None };
+        if !x.requires_grad() {
+            return Ok((None, grad_w, grad_b));
+        }
+        let wv = w.map(|w| w.value());
+        let scale: Vec<T> = match &wv {
+            Some(w) => inv_std.iter().zip(w.iter()).map(|(&r, &w)| r * w).collect(),
+            None => inv_std.clone(),
+        };
+        let m = T::of((n * inner) as f64);
+        let mut grad_x = size::zeroed::<T>(OP, "grad_x", xs.len())?;
+        grad_x
+            .par_chunks_mut(inner.max(1))
+            .enumerate()
+            .with_min_len(LANES_PER_TASK.div_ceil(inner.max(1)))
+            .for_each(|(r, out)| {
+                let k = r % c;
+                let (x, g) = (&xs[r * inner..(r + 1) * inner], &gs[r * inner..(r + 1) * inner]);
+                match self.fixed {
+                    // grad_x = σ⁻¹·w·(g − mean(g) − x̂·mean(g·x̂))
+                    None => {
+                        let (mean_g, mean_gx) = (sum_g[k] / m, sum_g_x_hat[k] / m);
+                        for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+                            let x_hat = (x - mean[k]) * inv_std[k];
+                            *o = scale[k] * (g - mean_g - x_hat * mean_gx);
+                        }
+                    }
+                    // grad_x = σ⁻¹·w·g
+                    Some(_) => {
+                        for (o, &g) in out.iter_mut().zip(g) {
+                            *o = scale[k] * g;
+                        }
+                    }
+                }
+            });
+        Ok((Some(size::array(&shape, grad_x)?), grad_w, grad_b))
+    }
+}
+
+/// Values per rayon task in batch norm's elementwise passes: below it the work of a task is
+/// smaller than the cost of handing it to another thread.
+const LANES_PER_TASK: usize = 1 << 14;
+
 impl<T: Float> Op<T> for BatchNorm<T> {
     fn name(&self) -> String {
         let mode = match self.fixed {
@@ -215,6 +300,17 @@ impl<T: Float> Op<T> for BatchNorm<T> {
         let b = self.has_bias.then(|| inputs[inputs.len() - 1]);
         let axes = reduced_axes(x.ndim());
         let wants = |v: Option<Var<'t, T>>| v.is_some_and(|v| v.requires_grad());
+        if !x.tape().is_recording() {
+            // Nobody will differentiate these gradients: the same formulas as numbers, in two
+            // passes over the data instead of a dozen ops with an array each.
+            let (grad_x, grad_w, grad_b) = self.gradient_values(x, w, grad_y, wants(w), wants(b))?;
+            let tape = x.tape();
+            let var = |a: Option<ArrayD<T>>| a.map(|a| tape.constant(a));
+            return Ok(std::iter::once(var(grad_x))
+                .chain(self.has_weight.then(|| var(grad_w)))
+                .chain(self.has_bias.then(|| var(grad_b)))
+                .collect());
+        }
 
         let standardised = if x.requires_grad() || wants(w) {
             Some(self.standardised(x)?)
@@ -254,13 +350,17 @@ impl<T: Float> Op<T> for BatchNorm<T> {
 /// deviations from it (two passes, for accuracy). Each is summed in one fixed order — batch,
 /// then position — so the results are the same bits on every run.
 fn channel_moments<T: Float>(x: &[T], n: usize, c: usize, inner: usize) -> (Vec<T>, Vec<T>) {
+    use rayon::prelude::*;
     let count = T::of((n * inner) as f64);
     let lanes = |k: usize| (0..n).flat_map(move |i| x[(i * c + k) * inner..(i * c + k + 1) * inner].iter().copied());
-    let mean: Vec<T> = (0..c).map(|k| lanes(k).fold(T::zero(), |s, v| s + v) / count).collect();
-    let squares = (0..c)
-        .map(|k| lanes(k).fold(T::zero(), |s, v| s + (v - mean[k]) * (v - mean[k])))
-        .collect();
-    (mean, squares)
+    // One channel per task: each sum stays in one thread, in its one order.
+    (0..c)
+        .into_par_iter()
+        .map(|k| {
+            let mean = lanes(k).fold(T::zero(), |s, v| s + v) / count;
+            (mean, lanes(k).fold(T::zero(), |s, v| s + (v - mean) * (v - mean)))
+        })
+        .unzip()
 }
 
 /// Batch normalisation (PyTorch's `F.batch_norm`), per channel `c`:
@@ -352,10 +452,20 @@ pub fn batch_norm<'t, T: Float>(
         Some(b) => b.iter().copied().collect(),
         None => vec![T::zero(); c],
     };
-    let mut y = size::reserve(OP, "output", xs.len())?;
-    for (run, lane) in xs.chunks(inner.max(1)).enumerate() {
-        let k = run % c;
-        y.extend(lane.iter().map(|&v| (v - mean[k]) * scale[k] + shift[k]));
+    let mut y = size::zeroed::<T>(OP, "output", xs.len())?;
+    {
+        use rayon::prelude::*;
+        // One `(sample, channel)` lane per task, in any order: no value depends on another.
+        y.par_chunks_mut(inner.max(1))
+            .zip(xs.par_chunks(inner.max(1)))
+            .enumerate()
+            .with_min_len(LANES_PER_TASK.div_ceil(inner.max(1)))
+            .for_each(|(r, (out, lane))| {
+                let k = r % c;
+                for (o, &v) in out.iter_mut().zip(lane) {
+                    *o = (v - mean[k]) * scale[k] + shift[k];
+                }
+            });
     }
     let y = size::array(&shape, y)?;
 
@@ -373,6 +483,7 @@ pub fn batch_norm<'t, T: Float>(
         }
     }
 
+    let (mean_used, inv_std_used) = (mean.clone(), inv_std.clone());
     let fixed = if opts.training {
         None
     } else {
@@ -384,6 +495,8 @@ pub fn batch_norm<'t, T: Float>(
     };
     let op = BatchNorm {
         fixed,
+        mean: mean_used,
+        inv_std: inv_std_used,
         eps: opts.eps,
         has_weight: weight.is_some(),
         has_bias: bias.is_some(),
