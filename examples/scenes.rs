@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use adjoint::data::{MAX_SCENE_SIZE, MIN_SCENE_SIZE, Scenes, digit_scenes, load_mnist_dir, synthetic_scenes};
 use adjoint::models::{UNet, Upsampling};
 use adjoint::nn::{Module, io};
-use adjoint::optim::{Adam, Optimizer};
+use adjoint::optim::{Adam, Optimizer as _, cosine_annealing};
 use adjoint::{Tape, Var};
 use ndarray::{Array4, Axis, Ix4, s};
 use rand::SeedableRng;
@@ -86,6 +86,9 @@ pub struct SceneArgs {
     /// How the decoder doubles the maps' size.
     #[arg(long, value_enum, default_value_t = Upsample::Transposed)]
     pub upsample: Upsample,
+    /// How the learning rate moves over the run.
+    #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
+    pub schedule: Schedule,
     /// Write the training and validation scenes as NumPy files to DIR/train and DIR/val (for
     /// the PyTorch twin) and stop.
     #[arg(long, value_name = "DIR", value_parser = out_dir)]
@@ -193,13 +196,55 @@ pub fn export(dir: &Path, train: &Split, val: &Split) -> Result<(), Box<dyn Erro
     Ok(())
 }
 
+/// How the learning rate moves over a run, as a flag.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// From `--lr` down to 0 on a cosine over all steps (`adjoint::optim::cosine_annealing`).
+    Cosine,
+    /// `--lr` throughout.
+    Constant,
+}
+
+/// Adam at learning rate `lr`, moved by `schedule` over `epochs` epochs of `train_size`
+/// scenes in batches of `batch_size`.
+pub struct Optimizer {
+    adam: Adam<f32>,
+    lr: f64,
+    schedule: Schedule,
+    step: usize,
+    total_steps: usize,
+}
+
+impl Optimizer {
+    /// The optimizer of a run.
+    pub fn new(lr: f64, schedule: Schedule, epochs: usize, train_size: usize, batch_size: usize) -> Self {
+        Optimizer {
+            adam: Adam::new(lr),
+            lr,
+            schedule,
+            step: 0,
+            total_steps: epochs.saturating_mul(train_size.div_ceil(batch_size)),
+        }
+    }
+
+    /// One update of `model` with the learning rate of this step.
+    fn step(&mut self, model: &mut UNet<f32>, grads: &adjoint::Grads<f32>) {
+        self.adam.lr = match self.schedule {
+            Schedule::Cosine => cosine_annealing(self.lr, 0.0, self.step, self.total_steps),
+            Schedule::Constant => self.lr,
+        };
+        self.adam.step(model, grads);
+        self.step += 1;
+    }
+}
+
 /// One epoch over `train` in an order fixed by `seed`, in batches of `batch_size`: each step
 /// records the model on a fresh tape, takes `loss(outputs, batch)` (`batch` holds the scenes'
 /// indices), back-propagates and updates. Shows a progress bar. Returns the mean loss per
 /// scene and the steps' times.
 pub fn train_epoch(
     model: &mut UNet<f32>,
-    optimizer: &mut Adam<f32>,
+    optimizer: &mut Optimizer,
     train: &Split,
     batch_size: usize,
     seed: u64,

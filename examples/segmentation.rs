@@ -31,7 +31,6 @@ use adjoint::metrics::{Confusion, argmax_classes};
 use adjoint::models::UNet;
 use adjoint::nn::io;
 use adjoint::ops::loss::{CrossEntropyOptions, Reduction};
-use adjoint::optim::Adam;
 use adjoint::plot::{LegendEntry, Panel, class_colors, gray_to_rgb, line_chart, palette, panel_grid};
 use clap::Parser;
 use common::{StepTimes, exit_code};
@@ -149,7 +148,13 @@ fn train(
     val: &Split,
     names: &[String],
 ) -> Result<Curves, Box<dyn Error>> {
-    let mut optimizer = Adam::new(args.lr);
+    let mut optimizer = scenes::Optimizer::new(
+        args.lr,
+        args.scenes.schedule,
+        args.epochs,
+        train.len(),
+        args.scenes.batch_size,
+    );
     let mut curves = Curves::default();
     let mean = CrossEntropyOptions::new();
     for epoch in 1..=args.epochs {

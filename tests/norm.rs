@@ -334,6 +334,52 @@ fn check_op(shape: &[usize], training: bool, affine: Affine, seed: u64) {
     assert!(second.passed, "gradgradcheck {context}: {second}");
 }
 
+/// `backward` computes batch norm's gradients as numbers in two fused passes; `backward_graph`
+/// records them as ops (so they can be differentiated again). Both must give the same
+/// gradients, in training and eval mode, with and without weight and bias, for a random
+/// upstream gradient.
+#[test]
+fn fused_gradients_equal_the_recorded_ones() {
+    let mut rng = StdRng::seed_from_u64(77);
+    for shape in [&[4, 3][..], &[2, 3, 5], &[3, 2, 4, 5], &[2, 4, 1, 3, 2]] {
+        for training in [true, false] {
+            for (has_w, has_b) in [(true, true), (true, false), (false, true), (false, false)] {
+                let c = shape[1];
+                let x_value = channel_input(shape, &mut rng);
+                let (w_value, b_value) = (random(&[c], &mut rng), random(&[c], &mut rng));
+                let (mean, var) = (random(&[c], &mut rng), positive(&[c], &mut rng));
+                let seed = random(shape, &mut rng);
+                let grads = |graph: bool| -> Vec<ArrayD<f64>> {
+                    let tape = Tape::<f64>::new();
+                    let x = tape.param(x_value.clone());
+                    let w = has_w.then(|| tape.param(w_value.clone()));
+                    let b = has_b.then(|| tape.param(b_value.clone()));
+                    let (mut mean, mut var) = (mean.clone(), var.clone());
+                    let running = Some(RunningStats {
+                        mean: &mut mean,
+                        var: &mut var,
+                    });
+                    let opts = BatchNormOptions::new().training(training).eps(1e-3);
+                    let y = batch_norm(x, w, b, running, &opts).unwrap();
+                    let wanted = [Some(x), w, b].into_iter().flatten();
+                    if graph {
+                        let g = tape.backward_graph(y, Some(seed.clone())).unwrap();
+                        wanted.map(|v| (*g.get(v).unwrap().value()).clone()).collect()
+                    } else {
+                        let g = tape.backward_with(y, seed.clone()).unwrap();
+                        wanted.map(|v| g[v].clone()).collect()
+                    }
+                };
+                let (fused, recorded) = (grads(false), grads(true));
+                let context = format!("{shape:?} training={training} weight={has_w} bias={has_b}");
+                for (f, r) in fused.iter().zip(&recorded) {
+                    close(f, r, &context);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn gradcheck_training_mode_through_the_batch_statistics() {
     for (i, shape) in SHAPES.iter().enumerate() {

@@ -2,6 +2,7 @@
 //! values of a selection of ops against independent computations (naive loops, hand formulas).
 
 use adjoint::gradcheck::{GradcheckOptions, TapeFn, gradcheck, gradgradcheck};
+use adjoint::ops::loss::bce_with_logits_weighted;
 use adjoint::tape::Op;
 use adjoint::{Result, Tape, Var, bce_with_logits, concat, mse_loss, one_hot, softmax_cross_entropy};
 use approx::assert_abs_diff_eq;
@@ -532,6 +533,66 @@ fn grad_bce_with_logits() {
         arr1(&[0.0, 1.0, 0.3, 0.9]).into_dyn(),
     ];
     check(|_, v| bce_with_logits(v[0], v[1]), &inputs);
+}
+
+#[test]
+fn grad_bce_with_logits_weighted() {
+    let mut r = rng(63);
+    for (s, w_shape) in [(&[6][..], &[6][..]), (&[2, 3], &[1, 3]), (&[2, 3], &[2, 3])] {
+        let inputs = [uniform(&mut r, s, -3.0, 3.0), uniform(&mut r, s, 0.0, 1.0)];
+        let w = uniform(&mut r, w_shape, 0.5, 4.0);
+        check(|_, v| bce_with_logits_weighted(v[0], v[1], &w), &inputs);
+        check2(|_, v| bce_with_logits_weighted(v[0], v[1], &w), &inputs);
+    }
+}
+
+/// The weighted loss against its definition, `mean(w·(−t·ln σ(z) − (1 − t)·ln(1 − σ(z))))`,
+/// written out in f64 (moderate logits, where the naive form is accurate), with a weight
+/// broadcast along the first axis; and a weight that does not broadcast is refused.
+#[test]
+fn bce_with_logits_weighted_is_its_definition() {
+    let tape = Tape::<f64>::new();
+    let (z, t) = (
+        arr2(&[[-2.0, 0.5, 3.0], [1.0, -0.25, 0.0]]),
+        arr2(&[[0.0, 1.0, 0.3], [0.9, 0.5, 1.0]]),
+    );
+    let w = arr2(&[[1.0, 11.0, 0.5]]);
+    let loss = bce_with_logits_weighted(
+        tape.param(z.clone().into_dyn()),
+        tape.constant(t.clone().into_dyn()),
+        &w.clone().into_dyn(),
+    )
+    .unwrap();
+    let mut expected = 0.0;
+    for i in 0..2 {
+        for j in 0..3 {
+            let p = 1.0 / (1.0 + (-z[[i, j]]).exp());
+            expected += w[[0, j]] * (-t[[i, j]] * p.ln() - (1.0 - t[[i, j]]) * (1.0 - p).ln());
+        }
+    }
+    expected /= 6.0;
+    assert!(
+        (loss.value()[[]] - expected).abs() < 1e-14,
+        "{} vs {expected}",
+        loss.value()[[]]
+    );
+
+    let bad = bce_with_logits_weighted(
+        tape.param(z.into_dyn()),
+        tape.constant(t.into_dyn()),
+        &arr1(&[1.0, 2.0]).into_dyn(),
+    );
+    let e = bad.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            adjoint::Error::ShapeMismatch {
+                op: "bce_with_logits_weighted",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -40,34 +40,104 @@ pub fn mse_loss<'t, T: Float>(pred: Var<'t, T>, target: Var<'t, T>) -> Result<Va
 /// # Errors
 /// [`Error::ShapeMismatch`] if the shapes differ.
 pub fn bce_with_logits<'t, T: Float>(logits: Var<'t, T>, target: Var<'t, T>) -> Result<Var<'t, T>> {
+    bce(logits, target, None)
+}
+
+/// [`bce_with_logits`] with each element's loss scaled by `weight` before the mean:
+/// `mean(w ⊙ ℓ(z, t))`, PyTorch's `F.binary_cross_entropy_with_logits(z, t, weight = w)`.
+/// `weight` is a constant (no gradient flows to it) that broadcasts against the logits, e.g.
+/// `1 + α·t` to count the rare positive pixels of a heat map more.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] if the logits' and target's shapes differ or `weight` does not
+/// broadcast to them.
+///
+/// # Example
+/// ```
+/// use adjoint::ops::loss::bce_with_logits_weighted;
+/// use adjoint::Tape;
+/// use ndarray::arr1;
+///
+/// let tape = Tape::<f64>::new();
+/// let z = tape.param(arr1(&[0.0, 0.0]).into_dyn());
+/// let t = tape.constant(arr1(&[1.0, 0.0]).into_dyn());
+/// // ln 2 per element; the first counts three times: (3 + 1)·ln 2 / 2.
+/// let loss = bce_with_logits_weighted(z, t, &arr1(&[3.0, 1.0]).into_dyn())?;
+/// assert!((loss.value()[[]] - 2.0 * 2f64.ln()).abs() < 1e-15);
+/// let grads = tape.backward(loss)?;
+/// assert_eq!(grads[z].as_slice().unwrap(), &[3.0 * (0.5 - 1.0) / 2.0, 0.5 / 2.0]); // w(σ(z) − t)/n
+/// # Ok::<(), adjoint::Error>(())
+/// ```
+pub fn bce_with_logits_weighted<'t, T: Float>(
+    logits: Var<'t, T>,
+    target: Var<'t, T>,
+    weight: &ArrayD<T>,
+) -> Result<Var<'t, T>> {
+    let shape = logits.shape();
+    let Some(weight) = weight.broadcast(IxDyn(&shape)) else {
+        return Err(Error::ShapeMismatch {
+            op: "bce_with_logits_weighted",
+            lhs: shape,
+            rhs: weight.shape().to_vec(),
+            reason: "weight does not broadcast to the logits".into(),
+        });
+    };
+    bce(logits, target, Some(Rc::new(weight.to_owned())))
+}
+
+/// The loss of [`bce_with_logits`] and [`bce_with_logits_weighted`] (`weight` already of the
+/// logits' shape).
+fn bce<'t, T: Float>(logits: Var<'t, T>, target: Var<'t, T>, weight: Option<Rc<ArrayD<T>>>) -> Result<Var<'t, T>> {
     same_shape("bce_with_logits", logits, target)?;
     let (z, t) = (logits.value(), target.value());
     let n = T::of(z.len() as f64);
-    let total = z
-        .iter()
-        .zip(t.iter())
-        .map(|(&z, &t)| (T::one() - t) * z - (z.min(T::zero()) - (-z.abs()).exp().ln_1p()))
-        .fold(T::zero(), |a, b| a + b);
+    let loss = |&z: &T, &t: &T| (T::one() - t) * z - (z.min(T::zero()) - (-z.abs()).exp().ln_1p());
+    let total = match &weight {
+        None => z
+            .iter()
+            .zip(t.iter())
+            .map(|(z, t)| loss(z, t))
+            .fold(T::zero(), |a, b| a + b),
+        Some(w) => z
+            .iter()
+            .zip(t.iter())
+            .zip(w.iter())
+            .map(|((z, t), &w)| w * loss(z, t))
+            .fold(T::zero(), |a, b| a + b),
+    };
     let y = ArrayD::from_elem(IxDyn(&[]), total / n);
-    logits.tape().record(y, &[logits, target], BceWithLogits)
+    logits.tape().record(y, &[logits, target], BceWithLogits { weight })
 }
 
-struct BceWithLogits;
+struct BceWithLogits<T: Float> {
+    /// Each element's weight, of the logits' shape; `None` for all 1.
+    weight: Option<Rc<ArrayD<T>>>,
+}
 
-impl<T: Float> Op<T> for BceWithLogits {
+impl<T: Float> Op<T> for BceWithLogits<T> {
     fn name(&self) -> String {
-        "bce_with_logits".into()
+        match self.weight {
+            None => "bce_with_logits".into(),
+            Some(_) => "bce_with_logits_weighted".into(),
+        }
     }
 
-    /// `∂/∂z = (σ(z) − t)/n`, `∂/∂t = −z/n`.
+    /// `∂/∂z = w·(σ(z) − t)/n`, `∂/∂t = −w·z/n` (`w = 1` unweighted).
     fn backward<'t>(&self, inputs: &[Var<'t, T>], _y: Var<'t, T>, g: Var<'t, T>) -> Result<Vec<Option<Var<'t, T>>>> {
         let (z, t) = (inputs[0], inputs[1]);
         let inv_n = 1.0 / z.value().len() as f64;
+        let weighted = |v: Var<'t, T>| match &self.weight {
+            Some(w) => v.mul(z.constant((**w).clone())),
+            None => Ok(v),
+        };
         let grad_z = z
             .requires_grad()
-            .then(|| z.sigmoid()?.sub(t)?.mul_scalar(inv_n)?.mul(g))
+            .then(|| weighted(z.sigmoid()?.sub(t)?)?.mul_scalar(inv_n)?.mul(g))
             .transpose()?;
-        let grad_t = t.requires_grad().then(|| z.mul_scalar(-inv_n)?.mul(g)).transpose()?;
+        let grad_t = t
+            .requires_grad()
+            .then(|| weighted(z.mul_scalar(-inv_n)?)?.mul(g))
+            .transpose()?;
         Ok(vec![grad_z, grad_t])
     }
 }
