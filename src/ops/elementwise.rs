@@ -4,6 +4,7 @@
 #![allow(clippy::should_implement_trait)] // `add`, `mul`, ... return `Result`, so they cannot be `std::ops`.
 
 use ndarray::{ArrayD, Zip};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -161,7 +162,7 @@ fn broadcast_map<T: Float>(
     a: &ArrayD<T>,
     b: &ArrayD<T>,
     shape: &[usize],
-    f: impl Fn(T, T) -> T,
+    f: impl Fn(T, T) -> T + Sync + Send,
 ) -> Result<ArrayD<T>> {
     if a.shape() == b.shape() {
         return zip_map(op, a, b, f);
@@ -179,18 +180,45 @@ fn broadcast_map<T: Float>(
     Ok(y)
 }
 
+/// Elements from which [`map`] and [`zip_map`] split their pass over rayon's threads: below
+/// it the work is smaller than handing it out. The split depends on the length only, and each
+/// element is computed alone, so results do not depend on the thread count.
+const PARALLEL_ELEMENTS: usize = 1 << 15;
+
 /// `f(a)` elementwise, in one flat pass when `a` is contiguous (tape values always are), into a
-/// buffer reserved with `try_reserve`.
-fn map<T: Float>(op: &'static str, a: &ArrayD<T>, f: impl Fn(T) -> T) -> Result<ArrayD<T>> {
+/// buffer reserved with `try_reserve`; split over threads for large arrays.
+fn map<T: Float>(op: &'static str, a: &ArrayD<T>, f: impl Fn(T) -> T + Sync + Send) -> Result<ArrayD<T>> {
     match a.as_slice() {
+        Some(xs) if xs.len() >= PARALLEL_ELEMENTS => {
+            let mut out = size::reserve(op, "output", xs.len())?;
+            xs.par_iter()
+                .with_min_len(PARALLEL_ELEMENTS / 2)
+                .map(|&x| f(x))
+                .collect_into_vec(&mut out);
+            size::array(a.shape(), out)
+        }
         Some(xs) => size::array(a.shape(), size::collect(op, "output", xs.iter().map(|&x| f(x)))?),
         None => Ok(a.mapv(f)),
     }
 }
 
 /// `f(a, b)` elementwise for two arrays of one shape, as [`map`].
-fn zip_map<T: Float>(op: &'static str, a: &ArrayD<T>, b: &ArrayD<T>, f: impl Fn(T, T) -> T) -> Result<ArrayD<T>> {
+fn zip_map<T: Float>(
+    op: &'static str,
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> Result<ArrayD<T>> {
     match (a.as_slice(), b.as_slice()) {
+        (Some(xs), Some(ys)) if xs.len() >= PARALLEL_ELEMENTS => {
+            let mut out = size::reserve(op, "output", xs.len())?;
+            xs.par_iter()
+                .zip(ys)
+                .with_min_len(PARALLEL_ELEMENTS / 2)
+                .map(|(&x, &y)| f(x, y))
+                .collect_into_vec(&mut out);
+            size::array(a.shape(), out)
+        }
         (Some(xs), Some(ys)) => {
             let out = size::collect(op, "output", xs.iter().zip(ys).map(|(&x, &y)| f(x, y)))?;
             size::array(a.shape(), out)
