@@ -50,16 +50,16 @@ const KINDS: usize = KeypointKind::ALL.len();
 #[derive(Parser, Debug)]
 struct Args {
     /// Passes over the training scenes (at least 1).
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = common::count(1, usize::MAX))]
+    #[arg(long, default_value_t = 7, allow_negative_numbers = true, value_parser = common::count(1, usize::MAX))]
     epochs: usize,
     /// Adam's learning rate (a finite number > 0).
-    #[arg(long, default_value_t = 2e-3, allow_negative_numbers = true, value_parser = common::learning_rate)]
+    #[arg(long, default_value_t = 3e-3, allow_negative_numbers = true, value_parser = common::learning_rate)]
     lr: f64,
     /// Width σ of the Gaussian peak a point is trained as, in pixels (0.5 to 8).
     #[arg(long, default_value_t = 1.5, allow_negative_numbers = true, value_parser = number(0.5, 8.0))]
     sigma: f64,
     /// A heat-map peak above this value (0 to 1, after the sigmoid) is a found point.
-    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true, value_parser = number(0.0, 1.0))]
+    #[arg(long, default_value_t = 0.4, allow_negative_numbers = true, value_parser = number(0.0, 1.0))]
     threshold: f64,
     /// How much more a heat-map pixel counts in the loss at a peak: its weight is
     /// `1 + weight·target` (0 to 1000; 0 is plain BCE). The peaks cover a few pixels in a

@@ -46,10 +46,10 @@ const EVAL_BATCH: usize = 64;
 #[derive(Parser, Debug)]
 struct Args {
     /// Passes over the training scenes (at least 1).
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = common::count(1, usize::MAX))]
+    #[arg(long, default_value_t = 7, allow_negative_numbers = true, value_parser = common::count(1, usize::MAX))]
     epochs: usize,
     /// Adam's learning rate (a finite number > 0).
-    #[arg(long, default_value_t = 2e-3, allow_negative_numbers = true, value_parser = common::learning_rate)]
+    #[arg(long, default_value_t = 3e-3, allow_negative_numbers = true, value_parser = common::learning_rate)]
     lr: f64,
     #[command(flatten)]
     scenes: SceneArgs,

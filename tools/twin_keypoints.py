@@ -68,7 +68,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from twin_unet import WIDTHS, UNet, load_split, median_ms, predict, train_epoch, twin_parser
+from twin_unet import UNet, adam, load_split, median_ms, predict, train_epoch, twin_parser
 
 KINDS = 2
 SIZE = 64
@@ -212,11 +212,11 @@ def evaluate(model, images, truths, thresholds):
 
 
 def main(argv=None):
-    parser = twin_parser(__doc__, lr=2e-3)
+    parser = twin_parser(__doc__, lr=3e-3)
     parser.add_argument("--loss", choices=("bce", "weighted-bce", "focal"), default="weighted-bce")
     parser.add_argument("--weight", type=float, default=10.0, help="weighted-bce: per-pixel weight 1 + WEIGHT * target")
     parser.add_argument("--sigma", type=float, default=1.5)
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=0.4)
     parser.add_argument("--also-thresholds", type=float, nargs="*", default=[],
                         help="also score the final model at these thresholds (for the study)")
     args = parser.parse_args(argv)
@@ -230,13 +230,13 @@ def main(argv=None):
     truths = truth_per_image(val_points, len(val_images))
     train_images, val_images = torch.from_numpy(train_images), torch.from_numpy(val_images)
 
-    model = UNet(1, KINDS, WIDTHS, args.upsample)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    model = UNet(1, KINDS, args.widths, args.upsample)
+    optimizer, schedule = adam(model, args, len(train_images))
     loss_fn = make_loss(args.loss, args.weight)
     all_steps, train_seconds = [], 0.0
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
-        loss, steps = train_epoch(model, optimizer, train_images, targets, loss_fn, args.batch_size, generator)
+        loss, steps = train_epoch(model, optimizer, train_images, targets, loss_fn, args.batch_size, generator, schedule)
         last = epoch == args.epochs
         scores = evaluate(model, val_images, truths, [args.threshold] + (args.also_thresholds if last else []))
         m = scores[args.threshold]

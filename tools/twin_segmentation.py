@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from twin_unet import WIDTHS, UNet, load_split, median_ms, predict, train_epoch, twin_parser
+from twin_unet import UNet, adam, load_split, median_ms, predict, train_epoch, twin_parser
 
 CLASSES = ("bg", "disc", "ring", "rectangle", "triangle")
 
@@ -56,7 +56,7 @@ def scores(counts):
 
 
 def main():
-    args = twin_parser(__doc__, lr=2e-3).parse_args()
+    args = twin_parser(__doc__, lr=3e-3).parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -66,13 +66,13 @@ def main():
     train_images, val_images = torch.from_numpy(train_images), torch.from_numpy(val_images)
     train_masks = torch.from_numpy(train_masks).long()
 
-    model = UNet(1, len(CLASSES), WIDTHS, args.upsample)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    model = UNet(1, len(CLASSES), args.widths, args.upsample)
+    optimizer, schedule = adam(model, args, len(train_images))
     all_steps, train_seconds = [], 0.0
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
         loss, steps = train_epoch(model, optimizer, train_images, train_masks, F.cross_entropy,
-                                  args.batch_size, generator)
+                                  args.batch_size, generator, schedule)
         predicted = predict(model, val_images).argmax(1).numpy().astype(np.uint8)
         acc, iou, miou = scores(confusion(val_masks, predicted))
         seconds = time.perf_counter() - t0

@@ -56,12 +56,25 @@ def twin_parser(doc, lr):
     parser.add_argument("--data", type=pathlib.Path, required=True,
                         help="directory written by the Rust example's --export-data (train/ and val/)")
     parser.add_argument("--upsample", choices=("transposed", "resize"), default="transposed")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--widths", type=lambda text: tuple(int(w) for w in text.split(",")), default=WIDTHS,
+                        help="channels per level, comma-separated, as the Rust --widths")
+    parser.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                        help="cosine: CosineAnnealingLR(T_max = all steps) stepped per batch, as "
+                             "adjoint::optim::cosine_annealing")
     return parser
+
+
+def adam(model, args, train_size):
+    """Adam at --lr and, with --schedule cosine, its per-step cosine schedule (else None)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    total = args.epochs * -(-train_size // args.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total) if args.schedule == "cosine" else None
+    return optimizer, schedule
 
 
 def load_split(directory):
@@ -69,7 +82,7 @@ def load_split(directory):
     return tuple(np.load(directory / f"{name}.npy") for name in ("images", "masks", "keypoints"))
 
 
-def train_epoch(model, optimizer, images, targets, loss_fn, batch_size, generator):
+def train_epoch(model, optimizer, images, targets, loss_fn, batch_size, generator, schedule=None):
     """One pass over a fresh permutation of the training set, the last partial batch kept.
 
     Returns the mean of the batch losses and each step's wall time in seconds; a step is
@@ -85,6 +98,8 @@ def train_epoch(model, optimizer, images, targets, loss_fn, batch_size, generato
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         steps.append(time.perf_counter() - t0)
         losses.append(loss.item())
     return sum(losses) / len(losses), steps
