@@ -51,8 +51,12 @@ machine; step ms is the median over all steps, inflated in some runs by other jo
 | weighted-bce | 1.5 | 0.5 | 0.002 | 1 | 0.9076 | 0.9223 | 0.8933 | 0.410 | 140 |
 
 Not run: lr 1e-3 for sigma 2.0 and for focal (time). No run reached the target F1 >= 0.95 within 5 epochs; every run met the error target (< 1 px,
-in fact < 0.52 px). The defaults are the best run: weighted-bce, sigma 1.5, threshold 0.5,
-lr 2e-3. Plain BCE is precise but misses faint peaks (recall 0.81-0.86). The focal loss starts
+in fact < 0.52 px). The best run (weighted-bce, sigma 1.5, threshold 0.5, lr 2e-3) chose the
+loss, sigma and weight of the defaults. The study ran 5 epochs at a constant rate; the defaults
+now (the same in examples/keypoints.rs) are 7 epochs at 3e-3 on a per-step cosine and threshold
+0.4: at 0.5 one resize-conv model of adjoint's put every centre peak at ~0.45 and found none of
+them (F1 0.70; 0.87 at 0.4 on the same weights), while 0.4 costs a well-trained model about
+0.02 of F1 (docs/dense_prediction.md). Plain BCE is precise but misses faint peaks (recall 0.81-0.86). The focal loss starts
 from p = 0.5 everywhere (PyTorch's default head bias 0, not CenterNet's prior -2.19), so its
 first 3-4 epochs predict nothing above 0.5 and 5 epochs are too few for it. Decoding the
 targets themselves scores F1 0.998 on the validation set (a few points closer than a pixel

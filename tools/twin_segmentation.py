@@ -10,7 +10,11 @@ validation set in eval mode: pixel accuracy, per-class IoU = TP / (TP + FP + FN)
 also counts the validation pass. The last line, `RESULT {json}`, is for the README's table (train_s: the
 sum of all step times).
 
-Results on /tmp/scenes-seed0 (5 epochs, batch 32, seed 0, 2 threads, PyTorch 2.15 CPU on the
+The defaults (the same in examples/segmentation.rs) are 7 epochs at 3e-3 on a per-step cosine;
+the README's table (tools/compare_dense.py) uses them. The study below came first, with a
+constant rate.
+
+Results on /tmp/scenes-seed0 (5 epochs, constant rate, batch 32, seed 0, 2 threads, PyTorch 2.15 CPU on the
 2-core machine; step ms is the median over all steps, "epoch s" the mean epoch including its
 validation pass):
 
