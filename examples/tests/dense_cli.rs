@@ -52,6 +52,7 @@ fn meaningless_flags_are_refused_before_any_work() {
         (vec![("--widths", "4,0")], "--widths", "0"),
         (vec![("--widths", "4,513")], "--widths", "513"),
         (vec![("--upsample", "bilinear")], "--upsample", "bilinear"),
+        (vec![("--schedule", "linear")], "--schedule", "linear"),
         (vec![("--eval", &missing)], "--eval", &missing),
         (vec![("--export-data", &a_file)], "--export-data", &a_file),
         // 1,024 scenes of 64×64 pixels in one step: about 40 GB.
@@ -69,6 +70,8 @@ fn meaningless_flags_are_refused_before_any_work() {
         (vec![("--sigma", "inf")], "--sigma", "inf"),
         (vec![("--threshold", "1.5")], "--threshold", "1.5"),
         (vec![("--threshold", "NaN")], "--threshold", "NaN"),
+        (vec![("--weight", "-1")], "--weight", "-1"),
+        (vec![("--weight", "inf")], "--weight", "inf"),
     ];
     for (example, own) in [("segmentation", segmentation), ("keypoints", keypoints)] {
         for (i, (changes, flag, value)) in both.iter().chain(&own).enumerate() {
