@@ -5,20 +5,12 @@
 use adjoint::Tape;
 use adjoint::bce_with_logits;
 use adjoint::ops::loss::bce_with_logits_weighted;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 use serde::Deserialize;
 
-#[derive(Deserialize)]
-struct Tensor {
-    shape: Vec<usize>,
-    data: Vec<f64>,
-}
-
-impl Tensor {
-    fn array(&self) -> ArrayD<f64> {
-        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.clone()).unwrap()
-    }
-}
+#[path = "support/tensor.rs"]
+mod tensor;
+use tensor::Tensor;
 
 #[derive(Deserialize)]
 struct Case {

@@ -5,20 +5,12 @@ use adjoint::ops::conv::{
     ConvOptions, ConvTransposeOptions, conv_transpose1d, conv_transpose2d, conv_transpose3d, conv1d, conv2d, conv3d,
 };
 use adjoint::{Result, Tape, Var};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 use serde::Deserialize;
 
-#[derive(Deserialize)]
-struct Tensor {
-    shape: Vec<usize>,
-    data: Vec<f64>,
-}
-
-impl Tensor {
-    fn array(&self) -> ArrayD<f64> {
-        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.clone()).unwrap()
-    }
-}
+#[path = "support/tensor.rs"]
+mod tensor;
+use tensor::Tensor;
 
 #[derive(Deserialize)]
 struct Case {

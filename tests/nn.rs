@@ -18,17 +18,9 @@ use serde::Deserialize;
 
 // ------------------------------------------------------------------------------------ fixtures
 
-#[derive(Deserialize, Clone)]
-struct Tensor {
-    shape: Vec<usize>,
-    data: Vec<f64>,
-}
-
-impl Tensor {
-    fn array(&self) -> ArrayD<f64> {
-        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.clone()).unwrap()
-    }
-}
+#[path = "support/tensor.rs"]
+mod tensor;
+use tensor::Tensor;
 
 #[derive(Deserialize, Clone, Debug)]
 #[serde(untagged)]

@@ -9,17 +9,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Deserialize;
 
-#[derive(Deserialize, Clone)]
-struct Tensor {
-    shape: Vec<usize>,
-    data: Vec<f64>,
-}
-
-impl Tensor {
-    fn array(&self) -> ArrayD<f64> {
-        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.clone()).unwrap()
-    }
-}
+#[path = "support/tensor.rs"]
+mod tensor;
+use tensor::Tensor;
 
 /// One PyTorch run: an optimizer over `[weight, bias]` for 5 steps; each has no gradient at
 /// one step (`None`: `weight` at step 1, `bias` at step 3), where PyTorch skips it.
