@@ -3,7 +3,7 @@
 //!
 //! | model | what | upsampling |
 //! |---|---|---|
-//! | [`UNet`] | per-pixel class logits (semantic segmentation) | transposed conv or resize-conv, [`Upsampling`] |
+//! | [`UNet`] | per-pixel logits: one map per class (semantic segmentation, `examples/segmentation.rs`) or per key-point kind (heat maps, `examples/keypoints.rs`) | transposed conv or resize-conv, [`Upsampling`] |
 
 mod unet;
 
