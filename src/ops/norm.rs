@@ -152,20 +152,12 @@ pub(crate) fn check(
     Ok(c)
 }
 
-/// Running statistics as the eval-mode node keeps them: `μ` and `σ⁻¹`, shaped `[c, 1, ..]` to
-/// broadcast against `x`.
-struct Fixed<T: Float> {
-    mean: ArrayD<T>,
-    inv_std: ArrayD<T>,
-}
-
 /// The batch-norm node: its inputs are `x`, then `weight` and `bias` when given.
 struct BatchNorm<T: Float> {
-    /// The running statistics it normalised with, or `None` for the batch's own, which the
-    /// backward recomputes as ops of `x` when it records its own graph.
-    fixed: Option<Fixed<T>>,
-    /// The per-channel `μ` and `σ⁻¹` the forward used (batch or running), for the backward
-    /// that computes numbers only.
+    /// Normalised with the batch's statistics (which a recorded backward recomputes as ops of
+    /// `x`, to differentiate through them), rather than the running ones.
+    training: bool,
+    /// The per-channel `μ` and `σ⁻¹` the forward used, the batch's or the running ones.
     mean: Vec<T>,
     inv_std: Vec<T>,
     eps: f64,
@@ -178,18 +170,17 @@ impl<T: Float> BatchNorm<T> {
     /// batch statistics both are recorded ops of `x`: the gradient rule written with them is
     /// then differentiable again, through the statistics.
     fn standardised<'t>(&self, x: Var<'t, T>) -> Result<(Var<'t, T>, Var<'t, T>)> {
-        match &self.fixed {
-            None => {
-                let axes = reduced_axes(x.ndim());
-                let centred = x.sub(x.mean_axes(&axes, true)?)?;
-                let variance = centred.mul(centred)?.mean_axes(&axes, true)?;
-                let inv_std = variance.add_scalar(self.eps)?.powf(-0.5)?;
-                Ok((centred.mul(inv_std)?, inv_std))
-            }
-            Some(Fixed { mean, inv_std }) => {
-                let inv_std = x.constant(inv_std.clone());
-                Ok((x.sub(x.constant(mean.clone()))?.mul(inv_std)?, inv_std))
-            }
+        if self.training {
+            let axes = reduced_axes(x.ndim());
+            let centred = x.sub(x.mean_axes(&axes, true)?)?;
+            let variance = centred.mul(centred)?.mean_axes(&axes, true)?;
+            let inv_std = variance.add_scalar(self.eps)?.powf(-0.5)?;
+            Ok((centred.mul(inv_std)?, inv_std))
+        } else {
+            // The running statistics, shaped `[c, 1, ..]` to broadcast against `x`.
+            let per_channel = |values: &[T]| size::array(&channel_shape(x.ndim(), values.len()), values.to_vec());
+            let inv_std = x.constant(per_channel(&self.inv_std)?);
+            Ok((x.sub(x.constant(per_channel(&self.mean)?))?.mul(inv_std)?, inv_std))
         }
     }
 }
@@ -250,9 +241,9 @@ impl<T: Float> BatchNorm<T> {
             .for_each(|(r, out)| {
                 let k = r % c;
                 let (x, g) = (&xs[r * inner..(r + 1) * inner], &gs[r * inner..(r + 1) * inner]);
-                match self.fixed {
+                match self.training {
                     // grad_x = σ⁻¹·w·(g − mean(g) − x̂·mean(g·x̂))
-                    None => {
+                    true => {
                         let (mean_g, mean_gx) = (sum_g[k] / m, sum_g_x_hat[k] / m);
                         for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
                             let x_hat = (x - mean[k]) * inv_std[k];
@@ -260,7 +251,7 @@ impl<T: Float> BatchNorm<T> {
                         }
                     }
                     // grad_x = σ⁻¹·w·g
-                    Some(_) => {
+                    false => {
                         for (o, &g) in out.iter_mut().zip(g) {
                             *o = scale[k] * g;
                         }
@@ -277,9 +268,9 @@ const LANES_PER_TASK: usize = 1 << 14;
 
 impl<T: Float> Op<T> for BatchNorm<T> {
     fn name(&self) -> String {
-        let mode = match self.fixed {
-            None => "batch statistics",
-            Some(_) => "running statistics",
+        let mode = match self.training {
+            true => "batch statistics",
+            false => "running statistics",
         };
         format!("batch_norm({mode}, eps={})", self.eps)
     }
@@ -298,51 +289,63 @@ impl<T: Float> Op<T> for BatchNorm<T> {
         let x = inputs[0];
         let w = self.has_weight.then(|| inputs[1]);
         let b = self.has_bias.then(|| inputs[inputs.len() - 1]);
-        let axes = reduced_axes(x.ndim());
         let wants = |v: Option<Var<'t, T>>| v.is_some_and(|v| v.requires_grad());
-        if !x.tape().is_recording() {
+        let (grad_x, grad_w, grad_b) = if x.tape().is_recording() {
+            self.gradient_ops(x, w, grad_y, wants(w), wants(b))?
+        } else {
             // Nobody will differentiate these gradients: the same formulas as numbers, in two
             // passes over the data instead of a dozen ops with an array each.
             let (grad_x, grad_w, grad_b) = self.gradient_values(x, w, grad_y, wants(w), wants(b))?;
-            let tape = x.tape();
-            let var = |a: Option<ArrayD<T>>| a.map(|a| tape.constant(a));
-            return Ok(std::iter::once(var(grad_x))
-                .chain(self.has_weight.then(|| var(grad_w)))
-                .chain(self.has_bias.then(|| var(grad_b)))
-                .collect());
-        }
+            let var = |a: Option<ArrayD<T>>| a.map(|a| x.constant(a));
+            (var(grad_x), var(grad_w), var(grad_b))
+        };
+        Ok(std::iter::once(grad_x)
+            .chain(self.has_weight.then_some(grad_w))
+            .chain(self.has_bias.then_some(grad_b))
+            .collect())
+    }
+}
 
-        let standardised = if x.requires_grad() || wants(w) {
+impl<T: Float> BatchNorm<T> {
+    /// The backward's formulas (see [`Op::backward`] above) as recorded ops, so that they can
+    /// be differentiated again. Returns the gradients of `x`, `weight` and `bias` where wanted.
+    #[allow(clippy::type_complexity)]
+    fn gradient_ops<'t>(
+        &self,
+        x: Var<'t, T>,
+        w: Option<Var<'t, T>>,
+        grad_y: Var<'t, T>,
+        want_w: bool,
+        want_b: bool,
+    ) -> Result<(Option<Var<'t, T>>, Option<Var<'t, T>>, Option<Var<'t, T>>)> {
+        let axes = reduced_axes(x.ndim());
+        let standardised = if x.requires_grad() || want_w {
             Some(self.standardised(x)?)
         } else {
             None
         };
-        let grad_w = match (wants(w), standardised) {
+        let grad_w = match (want_w, standardised) {
             (true, Some((x_hat, _))) => Some(grad_y.mul(x_hat)?.sum_axes(&axes, false)?),
             _ => None,
         };
-        let grad_b = wants(b).then(|| grad_y.sum_axes(&axes, false)).transpose()?;
+        let grad_b = want_b.then(|| grad_y.sum_axes(&axes, false)).transpose()?;
         let grad_x = match (x.requires_grad(), standardised) {
             (true, Some((x_hat, inv_std))) => {
                 let g = match w {
                     Some(w) => grad_y.mul(w.reshape(&channel_shape(x.ndim(), w.shape()[0]))?)?,
                     None => grad_y,
                 };
-                let g = match self.fixed {
-                    None => {
-                        let along_x_hat = x_hat.mul(g.mul(x_hat)?.mean_axes(&axes, true)?)?;
-                        g.sub(g.mean_axes(&axes, true)?)?.sub(along_x_hat)?
-                    }
-                    Some(_) => g,
+                let g = if self.training {
+                    let along_x_hat = x_hat.mul(g.mul(x_hat)?.mean_axes(&axes, true)?)?;
+                    g.sub(g.mean_axes(&axes, true)?)?.sub(along_x_hat)?
+                } else {
+                    g
                 };
                 Some(g.mul(inv_std)?)
             }
             _ => None,
         };
-        Ok(std::iter::once(grad_x)
-            .chain(self.has_weight.then_some(grad_w))
-            .chain(self.has_bias.then_some(grad_b))
-            .collect())
+        Ok((grad_x, grad_w, grad_b))
     }
 }
 
@@ -483,20 +486,10 @@ pub fn batch_norm<'t, T: Float>(
         }
     }
 
-    let (mean_used, inv_std_used) = (mean.clone(), inv_std.clone());
-    let fixed = if opts.training {
-        None
-    } else {
-        let per_channel = |values: Vec<T>| size::array(&channel_shape(shape.len(), c), values);
-        Some(Fixed {
-            mean: per_channel(mean)?,
-            inv_std: per_channel(inv_std)?,
-        })
-    };
     let op = BatchNorm {
-        fixed,
-        mean: mean_used,
-        inv_std: inv_std_used,
+        training: opts.training,
+        mean,
+        inv_std,
         eps: opts.eps,
         has_weight: weight.is_some(),
         has_bias: bias.is_some(),
