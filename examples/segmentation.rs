@@ -34,7 +34,7 @@ use adjoint::ops::loss::{CrossEntropyOptions, Reduction};
 use adjoint::plot::{LegendEntry, Panel, class_colors, gray_to_rgb, line_chart, palette, panel_grid};
 use clap::Parser;
 use common::{StepTimes, exit_code};
-use ndarray::{Array2, Array3, Axis, s};
+use ndarray::{Array2, Array3, Axis, Zip, s};
 use scenes::{LOSS_PNG, PREDICTIONS_PNG, SceneArgs, Split, predict, ranges, train_epoch};
 
 /// Scenes shown in `predictions.png`.
@@ -228,15 +228,16 @@ fn draw(
         let image = val.scenes.images.slice(s![i, 0, .., ..]).to_owned();
         let truth = val.scenes.masks.index_axis(Axis(0), i).to_owned();
         let guess = predicted.index_axis(Axis(0), i).to_owned();
+        let image: Array3<f32> = gray_to_rgb(&image);
         // The image, with each wrongly labelled pixel painted red.
-        let mut wrong: Array3<f32> = gray_to_rgb(&image);
-        for ((y, x), (&t, &p)) in truth.indexed_iter().zip(guess.iter()).map(|((yx, t), p)| (yx, (t, p))) {
+        let mut wrong = image.clone();
+        Zip::indexed(&truth).and(&guess).for_each(|(y, x), &t, &p| {
             if t != p {
                 wrong.slice_mut(s![y, x, ..]).assign(&ndarray::arr1(&[1.0, 0.1, 0.1]));
             }
-        }
+        });
         images.push(Panel {
-            pixels: gray_to_rgb(&image),
+            pixels: image,
             marks: Vec::new(),
         });
         truths.push(mask_panel(truth)?);
