@@ -8,6 +8,8 @@ use adjoint::ops::loss::bce_with_logits_weighted;
 use ndarray::ArrayD;
 use serde::Deserialize;
 
+#[path = "support/num.rs"]
+mod num;
 #[path = "support/tensor.rs"]
 mod tensor;
 use tensor::Tensor;

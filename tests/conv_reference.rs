@@ -8,6 +8,8 @@ use adjoint::{Result, Tape, Var};
 use ndarray::ArrayD;
 use serde::Deserialize;
 
+#[path = "support/num.rs"]
+mod num;
 #[path = "support/tensor.rs"]
 mod tensor;
 use tensor::Tensor;
@@ -88,7 +90,7 @@ fn assert_close(name: &str, what: &str, got: &ArrayD<f64>, want: &Tensor) {
     assert_eq!(got.shape(), want.shape.as_slice(), "{name}: {what} shape");
     let worst = got
         .iter()
-        .zip(&want.data)
+        .zip(&want.array())
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
     assert!(worst <= 1e-10, "{name}: {what} differs from PyTorch by {worst:e}");

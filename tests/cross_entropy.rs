@@ -21,18 +21,9 @@ use serde::Deserialize;
 mod num;
 use num::Num;
 
-#[derive(Deserialize)]
-struct Tensor {
-    shape: Vec<usize>,
-    data: Vec<Num>,
-}
-
-impl Tensor {
-    fn array(&self) -> ArrayD<f64> {
-        let data = self.data.iter().map(|v| v.value()).collect();
-        ArrayD::from_shape_vec(IxDyn(&self.shape), data).unwrap()
-    }
-}
+#[path = "support/tensor.rs"]
+mod tensor;
+use tensor::Tensor;
 
 #[derive(Deserialize)]
 struct Targets {

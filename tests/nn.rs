@@ -18,6 +18,8 @@ use serde::Deserialize;
 
 // ------------------------------------------------------------------------------------ fixtures
 
+#[path = "support/num.rs"]
+mod num;
 #[path = "support/tensor.rs"]
 mod tensor;
 use tensor::Tensor;

@@ -25,19 +25,10 @@ use serde::Deserialize;
 
 #[path = "support/num.rs"]
 mod num;
-use num::Num;
 
-#[derive(Deserialize, Clone)]
-struct Tensor {
-    shape: Vec<usize>,
-    data: Vec<Num>,
-}
-
-impl Tensor {
-    fn array(&self) -> ArrayD<f64> {
-        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.iter().map(Num::value).collect()).unwrap()
-    }
-}
+#[path = "support/tensor.rs"]
+mod tensor;
+use tensor::Tensor;
 
 /// One `F.batch_norm` call and what PyTorch computed.
 #[derive(Deserialize)]

@@ -9,6 +9,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Deserialize;
 
+#[path = "support/num.rs"]
+mod num;
 #[path = "support/tensor.rs"]
 mod tensor;
 use tensor::Tensor;
@@ -106,13 +108,13 @@ fn assert_close(what: &str, got: &ArrayD<f64>, want: &Tensor, tol: f64) {
     assert_eq!(got.shape(), want.shape.as_slice(), "{what}: shape");
     let worst = got
         .iter()
-        .zip(&want.data)
+        .zip(&want.array())
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
     assert!(
         worst <= tol,
-        "{what}: differs from PyTorch by {worst:e}\n got {got}\nwant {:?}",
-        want.data
+        "{what}: differs from PyTorch by {worst:e}\n got {got}\nwant {}",
+        want.array()
     );
 }
 

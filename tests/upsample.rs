@@ -34,19 +34,10 @@ use serde::Deserialize;
 
 #[path = "support/num.rs"]
 mod num;
-use num::Num;
 
-#[derive(Deserialize)]
-struct Tensor {
-    shape: Vec<usize>,
-    data: Vec<Num>,
-}
-
-impl Tensor {
-    fn array(&self) -> ArrayD<f64> {
-        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.iter().map(|n| n.value()).collect()).unwrap()
-    }
-}
+#[path = "support/tensor.rs"]
+mod tensor;
+use tensor::Tensor;
 
 #[derive(Deserialize, Clone, Debug)]
 #[serde(untagged)]
