@@ -1029,3 +1029,90 @@ fn torch_cross_check() {
     assert!(e32 <= 1e-5, "f32 outputs differ from PyTorch by {e32:e}");
     assert!(e64 <= 1e-12, "f64 outputs differ from PyTorch by {e64:e}");
 }
+
+/// `Flatten` then `Unflatten` is a round trip that keeps every value in place (row-major order,
+/// as PyTorch's `view`), and gradients flow through both (first and second order).
+#[test]
+fn flatten_unflatten_round_trip_and_gradients() {
+    use adjoint::gradcheck::gradgradcheck;
+    use adjoint::nn::{Flatten, Unflatten};
+    let x = ArrayD::from_shape_fn(IxDyn(&[2, 3, 2, 2]), |i| {
+        (i[0] * 1000 + i[1] * 100 + i[2] * 10 + i[3]) as f64
+    });
+    let tape = Tape::<f64>::new();
+    let flat = Module::<f64>::forward(&Flatten, tape.constant(x.clone())).unwrap();
+    assert_eq!(flat.shape(), vec![2, 12]);
+    // Row-major: the 6th value of sample 1 is channel 1, row 0, column 1.
+    assert_eq!(flat.value()[[1, 5]], 1101.0);
+    let unflatten = Unflatten::new(&[3, 2, 2]).unwrap();
+    let back = Module::<f64>::forward(&unflatten, flat).unwrap();
+    assert_eq!(*back.value(), x);
+
+    let mut rng = StdRng::seed_from_u64(21);
+    let input = random(&[2, 3, 2, 2], &mut rng);
+    fn f<'t>(_: &'t Tape<f64>, v: &[adjoint::Var<'t, f64>]) -> adjoint::Result<adjoint::Var<'t, f64>> {
+        let y = Module::<f64>::forward(&Flatten, v[0])?;
+        let y = Module::<f64>::forward(&Unflatten::new(&[3, 2, 2])?, y.mul(y)?)?;
+        y.mul(v[0])
+    }
+    gradcheck(f, std::slice::from_ref(&input), &GradcheckOptions::default())
+        .unwrap()
+        .assert_passed();
+    gradgradcheck(f, &[input], &GradcheckOptions::default())
+        .unwrap()
+        .assert_passed();
+}
+
+#[test]
+fn flatten_unflatten_refuse_wrong_shapes() {
+    use adjoint::nn::{Flatten, Unflatten};
+    let message = |e: Error| e.to_string();
+    assert!(message(Unflatten::new(&[]).unwrap_err()).contains("Unflatten"));
+    let zero = message(Unflatten::new(&[3, 0]).unwrap_err());
+    assert!(zero.contains("sizes") && zero.contains("[3, 0]"), "{zero}");
+    let tape = Tape::<f32>::new();
+    let e = message(Module::<f32>::forward(&Flatten, tape.constant(ArrayD::zeros(IxDyn(&[5])))).unwrap_err());
+    assert!(e.contains("Flatten") && e.contains("rank"), "{e}");
+    let unflatten = Unflatten::new(&[3, 4]).unwrap();
+    let e = message(Module::<f32>::forward(&unflatten, tape.constant(ArrayD::zeros(IxDyn(&[2, 13])))).unwrap_err());
+    assert!(e.contains("Unflatten") && e.contains("[2, 13]"), "{e}");
+    // Sizes whose product wraps around usize must not match a small axis.
+    let huge = Unflatten::new(&[1 << 33, 1 << 31]).unwrap();
+    assert!(Module::<f32>::forward(&huge, tape.constant(ArrayD::zeros(IxDyn(&[1, 1])))).is_err());
+}
+
+/// `normal`: seeded, the requested spread (the sample mean and variance of 200,000 draws lie
+/// within 5 standard errors of 0 and std²), zero spread allowed, bad settings refused.
+#[test]
+fn normal_is_seeded_with_the_requested_moments() {
+    use adjoint::nn::normal;
+    let draw = |seed| normal::<f64>(&[200, 1000], 0.5, &mut StdRng::seed_from_u64(seed)).unwrap();
+    let a = draw(3);
+    assert_eq!(a, draw(3));
+    assert_ne!(a, draw(4));
+    let n = a.len() as f64;
+    let mean = a.sum() / n;
+    let var = a.mapv(|v| (v - mean).powi(2)).sum() / (n - 1.0);
+    // Standard errors: σ/√n for the mean, σ²·√(2/(n−1)) for the variance of a normal sample.
+    assert!(mean.abs() < 5.0 * 0.5 / n.sqrt(), "mean {mean}");
+    assert!(
+        (var - 0.25).abs() < 5.0 * 0.25 * (2.0 / (n - 1.0)).sqrt(),
+        "variance {var}"
+    );
+    // Tails as a normal's: about 4.55% of the draws beyond 2σ.
+    let beyond = a.iter().filter(|v| v.abs() > 1.0).count() as f64 / n;
+    assert!((beyond - 0.0455).abs() < 0.002, "share beyond 2σ {beyond}");
+    assert!(
+        normal::<f32>(&[4], 0.0, &mut StdRng::seed_from_u64(0))
+            .unwrap()
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+    for std in [-1.0, f64::NAN, f64::INFINITY] {
+        let e = normal::<f32>(&[4], std, &mut StdRng::seed_from_u64(0))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("normal") && e.contains("std"), "{e}");
+    }
+    assert!(normal::<f32>(&[usize::MAX, 2], 1.0, &mut StdRng::seed_from_u64(0)).is_err());
+}

@@ -30,12 +30,14 @@ pub mod io;
 mod linear;
 mod norm;
 mod pool;
+mod shape;
 mod upsample;
 
 pub use conv::{Conv, Conv1d, Conv2d, Conv3d, ConvTranspose, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d};
 pub use linear::Linear;
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormConfig};
 pub use pool::{AvgPool, AvgPool1d, AvgPool2d, AvgPool3d, MaxPool, MaxPool1d, MaxPool2d, MaxPool3d};
+pub use shape::{Flatten, Unflatten};
 pub use upsample::Upsample;
 
 use std::cell::Cell;
@@ -350,20 +352,51 @@ impl<T: Float> Module<T> for LeakyRelu {
 /// holds more than [`crate::ops::size::MAX_ELEMENTS`]; [`crate::Error::OutOfMemory`] if the
 /// machine cannot hold it.
 pub fn uniform<T: Float>(shape: &[usize], bound: f64, rng: &mut impl Rng) -> Result<ArrayD<T>> {
-    if !(bound.is_finite() && bound > 0.0) {
-        return Err(crate::error::invalid(
-            "uniform",
-            "bound",
-            bound,
-            "must be a finite number above 0",
-        ));
+    let ok = bound.is_finite() && bound > 0.0;
+    random_array(
+        ("uniform", "bound", bound, "must be a finite number above 0"),
+        ok,
+        shape,
+        || rng.random_range(-bound..bound),
+    )
+}
+
+/// Normal values with mean 0 and standard deviation `std`, drawn by Box–Muller from `rng`: the
+/// noise of a VAE's reparameterisation (`z = μ + σ·ε`) and a GAN's latent codes. The same `rng`
+/// state gives the same values; they are not PyTorch's `randn` stream.
+///
+/// # Errors
+/// [`crate::Error::InvalidArgument`] if `std` is not a finite number ≥ 0, or `shape` holds more
+/// than [`crate::ops::size::MAX_ELEMENTS`]; [`crate::Error::OutOfMemory`] if the machine cannot
+/// hold it.
+pub fn normal<T: Float>(shape: &[usize], std: f64, rng: &mut impl Rng) -> Result<ArrayD<T>> {
+    let ok = std.is_finite() && std >= 0.0;
+    random_array(
+        ("normal", "std", std, "must be a finite number ≥ 0"),
+        ok,
+        shape,
+        || {
+            // 1 − u lies in (0, 1], so the logarithm is finite.
+            let u1: f64 = 1.0 - rng.random::<f64>();
+            let u2: f64 = rng.random::<f64>();
+            std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        },
+    )
+}
+
+/// An array of `shape` filled by `draw` in row-major order, after the one setting a random
+/// initialiser takes is checked (`ok`, else the error `setting` describes).
+fn random_array<T: Float>(
+    (op, parameter, value, rule): (&'static str, &'static str, f64, &'static str),
+    ok: bool,
+    shape: &[usize],
+    mut draw: impl FnMut() -> f64,
+) -> Result<ArrayD<T>> {
+    if !ok {
+        return Err(crate::error::invalid(op, parameter, value, rule));
     }
-    let len = size::elements("uniform", "shape", shape)?;
-    let values = size::collect(
-        "uniform",
-        "shape",
-        (0..len).map(|_| T::of(rng.random_range(-bound..bound))),
-    )?;
+    let len = size::elements(op, "shape", shape)?;
+    let values = size::collect(op, "shape", (0..len).map(|_| T::of(draw())))?;
     size::array(shape, values)
 }
 
