@@ -6,6 +6,8 @@
 use ndarray::{ArrayD, Zip};
 use rayon::prelude::*;
 
+use super::parallel::PARALLEL_ELEMENTS;
+
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::ops::{broadcast_shape, size};
@@ -179,11 +181,6 @@ fn broadcast_map<T: Float>(
     Zip::from(&mut y).and(&a).and(&b).for_each(|y, &a, &b| *y = f(a, b));
     Ok(y)
 }
-
-/// Elements from which [`map`] and [`zip_map`] split their pass over rayon's threads: below
-/// it the work is smaller than handing it out. The split depends on the length only, and each
-/// element is computed alone, so results do not depend on the thread count.
-const PARALLEL_ELEMENTS: usize = 1 << 15;
 
 /// `f(a)` elementwise, in one flat pass when `a` is contiguous (tape values always are), into a
 /// buffer reserved with `try_reserve`; split over threads for large arrays.

@@ -10,6 +10,7 @@ mod gemm;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+mod parallel;
 pub mod pool;
 pub mod reduce;
 pub mod shape;

@@ -1,11 +1,12 @@
 //! Ops that move elements without changing them: reshape, permute, concat, slice.
 //! Their gradients move the gradient back the same way.
 
-use ndarray::{Axis, IxDyn, Slice};
+use ndarray::{Axis, IxDyn};
 
 use crate::error::{Error, Result, bad_shape, invalid};
 use crate::float::Float;
-use crate::ops::{check_axis, size};
+use crate::ops::parallel::for_each_chunk;
+use crate::ops::{check_axis, contiguous, size};
 use crate::tape::{Op, Var};
 
 struct Reshape;
@@ -201,8 +202,19 @@ impl<'t, T: Float> Var<'t, T> {
                 format!("must lie within 0..{} of axis {axis}", shape[axis]),
             ));
         }
-        let y = self.value().slice_axis(Axis(axis), Slice::from(start..end)).to_owned();
-        self.tape().record(y, &[self], SliceOp { axis, start, end })
+        let (outer, inner) = around(&shape, axis);
+        let (n, m) = (shape[axis] * inner, (end - start) * inner);
+        let value = self.value();
+        let xs = contiguous(&value);
+        let mut y = size::zeroed("slice", "output", outer * m)?;
+        // Each outer index's stretch `start..end` is one contiguous copy.
+        for_each_chunk(&mut y, m, |o, piece| {
+            piece.copy_from_slice(&xs[o * n + start * inner..o * n + end * inner]);
+        });
+        let mut new = shape;
+        new[axis] = end - start;
+        self.tape()
+            .record(size::array(&new, y)?, &[self], SliceOp { axis, start, end })
     }
 
     /// Adds `before` and `after` zeros along `axis`.
@@ -215,11 +227,25 @@ impl<'t, T: Float> Var<'t, T> {
         let n = shape[axis];
         shape[axis] =
             size::add("pad_axis", "before", n, before).and_then(|m| size::add("pad_axis", "after", m, after))?;
-        let mut y = size::zeros("pad_axis", "output", &shape)?;
-        y.slice_axis_mut(Axis(axis), Slice::from(before..before + n))
-            .assign(&*self.value());
-        self.tape().record(y, &[self], PadAxis { axis, before, after })
+        let len = size::elements("pad_axis", "output", &shape)?;
+        let (outer, inner) = around(&shape, axis);
+        let (m, padded) = (n * inner, shape[axis] * inner);
+        let value = self.value();
+        let xs = contiguous(&value);
+        let mut y = size::zeroed("pad_axis", "output", len)?;
+        for_each_chunk(&mut y, padded, |o, piece| {
+            piece[before * inner..before * inner + m].copy_from_slice(&xs[o * m..(o + 1) * m]);
+        });
+        debug_assert_eq!(outer * padded, len);
+        self.tape()
+            .record(size::array(&shape, y)?, &[self], PadAxis { axis, before, after })
     }
+}
+
+/// The products of the axes before and after `axis`: a contiguous array seen as
+/// `[outer, shape[axis], inner]`.
+fn around(shape: &[usize], axis: usize) -> (usize, usize) {
+    (shape[..axis].iter().product(), shape[axis + 1..].iter().product())
 }
 
 /// Joins values along `axis`; all other axes must agree.
@@ -255,12 +281,21 @@ pub fn concat<'t, T: Float>(xs: &[Var<'t, T>], axis: usize) -> Result<Var<'t, T>
     shape[axis] = values[1..]
         .iter()
         .try_fold(shape[axis], |n, v| size::add("concat", "xs", n, v.len_of(Axis(axis))))?;
-    let mut y = size::zeros("concat", "output", &shape)?;
-    let mut at = 0;
-    for v in &values {
-        let n = v.len_of(Axis(axis));
-        y.slice_axis_mut(Axis(axis), Slice::from(at..at + n)).assign(&**v);
-        at += n;
-    }
-    first.tape().record(y, xs, Concat { axis })
+    let len = size::elements("concat", "output", &shape)?;
+    let (outer, inner) = around(&shape, axis);
+    // Per outer index, each input contributes one contiguous stretch of `n_k · inner` values.
+    let parts: Vec<(&[T], usize)> = values
+        .iter()
+        .map(|v| (contiguous(v), v.len_of(Axis(axis)) * inner))
+        .collect();
+    let mut y = size::zeroed("concat", "output", len)?;
+    for_each_chunk(&mut y, shape[axis] * inner, |o, piece| {
+        let mut at = 0;
+        for &(xs, m) in &parts {
+            piece[at..at + m].copy_from_slice(&xs[o * m..(o + 1) * m]);
+            at += m;
+        }
+    });
+    debug_assert_eq!(outer * shape[axis] * inner, len);
+    first.tape().record(size::array(&shape, y)?, xs, Concat { axis })
 }

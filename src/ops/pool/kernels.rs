@@ -11,6 +11,7 @@ use super::{Divisor, PoolShape};
 use crate::error::Result;
 use crate::float::Float;
 use crate::ops::conv::AxisGeometry;
+use crate::ops::parallel::{PARALLEL_ELEMENTS, for_each_chunk, for_each_chunk_pair};
 use crate::ops::size;
 
 /// The arg-max of a window with no input cell in it (see the module docs of `pool`): its
@@ -174,18 +175,20 @@ impl Cell<'_> {
 /// [`NO_INPUT`].
 pub(super) fn max_pool<T: Float>(op: &'static str, windows: &Windows, x: &[T]) -> Result<(Vec<T>, Vec<usize>)> {
     let len = windows.planes * windows.out_len;
-    let mut y = size::reserve(op, "output", len)?;
+    let mut y = size::zeroed(op, "output", len)?;
     let mut argmax = size::reserve(op, "arg-max indices", len)?;
-    if windows.pairs {
-        max_pool_pairs(windows, x, &mut y, &mut argmax);
-        return Ok((y, argmax));
-    }
-    for (p, xp) in x.chunks_exact(windows.in_len).enumerate() {
+    argmax.resize(len, NO_INPUT);
+    // Plane by plane, each on whichever thread takes it: a plane's cells depend on it alone.
+    for_each_chunk_pair(&mut y, windows.out_len, &mut argmax, windows.out_len, |p, yp, ap| {
         let base = p * windows.in_len;
-        windows.walk(|_, cell| {
+        let xp = &x[base..base + windows.in_len];
+        if windows.pairs {
+            max_pool_pairs(windows, xp, base, yp, ap);
+            return;
+        }
+        windows.walk(|o, cell| {
             let Some(first) = cell.first() else {
-                y.push(T::neg_infinity());
-                argmax.push(NO_INPUT);
+                yp[o] = T::neg_infinity();
                 return;
             };
             let (mut best, mut at) = (T::neg_infinity(), first);
@@ -196,69 +199,94 @@ pub(super) fn max_pool<T: Float>(op: &'static str, windows: &Windows, x: &[T]) -
                     at = j;
                 }
             });
-            y.push(best);
-            argmax.push(base + at);
+            yp[o] = best;
+            ap[o] = base + at;
         });
-    }
+    });
     Ok((y, argmax))
 }
 
-/// [`max_pool`] for 2×2 windows, stride 2, no padding or dilation, every window whole: two
-/// rows at a time, two cells from each, with the same rule.
-fn max_pool_pairs<T: Float>(windows: &Windows, x: &[T], y: &mut Vec<T>, argmax: &mut Vec<usize>) {
+/// [`max_pool`] of one plane `xp` (at `base` in `x`) for 2×2 windows, stride 2, no padding or
+/// dilation, every window whole: two rows at a time, two cells from each, with the same rule.
+fn max_pool_pairs<T: Float>(windows: &Windows, xp: &[T], base: usize, yp: &mut [T], ap: &mut [usize]) {
     let i_w = windows.input[2];
     let (o_h, o_w) = (windows.spans[1].len(), windows.spans[2].len());
-    for (p, xp) in x.chunks_exact(windows.in_len).enumerate() {
-        for r in 0..o_h {
-            let top = 2 * r * i_w;
-            let (upper, lower) = (&xp[top..top + i_w], &xp[top + i_w..top + 2 * i_w]);
-            let at = p * windows.in_len + top;
-            for (c, (u, l)) in upper.chunks_exact(2).zip(lower.chunks_exact(2)).take(o_w).enumerate() {
-                // Candidates in window order: the first (from −∞ it always wins, ties and NaN
-                // alike), then the other three.
-                let (mut best, mut k) = (u[0], 0);
-                for (v, offset) in [(u[1], 1), (l[0], i_w), (l[1], i_w + 1)] {
-                    if v > best || v.is_nan() {
-                        best = v;
-                        k = offset;
-                    }
+    for r in 0..o_h {
+        let top = 2 * r * i_w;
+        let (upper, lower) = (&xp[top..top + i_w], &xp[top + i_w..top + 2 * i_w]);
+        let at = base + top;
+        let (y_row, a_row) = (&mut yp[r * o_w..(r + 1) * o_w], &mut ap[r * o_w..(r + 1) * o_w]);
+        for (c, ((u, l), (y, a))) in upper
+            .chunks_exact(2)
+            .zip(lower.chunks_exact(2))
+            .zip(y_row.iter_mut().zip(a_row.iter_mut()))
+            .enumerate()
+        {
+            // Candidates in window order: the first (from −∞ it always wins, ties and NaN
+            // alike), then the other three.
+            let (mut best, mut k) = (u[0], 0);
+            for (v, offset) in [(u[1], 1), (l[0], i_w), (l[1], i_w + 1)] {
+                if v > best || v.is_nan() {
+                    best = v;
+                    k = offset;
                 }
-                y.push(best);
-                argmax.push(at + 2 * c + k);
             }
+            *y = best;
+            *a = at + 2 * c + k;
         }
     }
 }
 
 /// `out[o] = v[argmax[o]]` (0 where [`NO_INPUT`]): the gather of max-pool with its arg-max fixed.
 pub(super) fn gather<T: Float>(op: &'static str, argmax: &[usize], v: &[T]) -> Result<Vec<T>> {
-    let values = argmax.iter().map(|&j| if j == NO_INPUT { T::zero() } else { v[j] });
-    size::collect(op, "output", values)
+    let mut out = size::zeroed(op, "output", argmax.len())?;
+    for_each_chunk(&mut out, PARALLEL_ELEMENTS / 4, |i, piece| {
+        let from = &argmax[i * (PARALLEL_ELEMENTS / 4)..];
+        for (o, &j) in piece.iter_mut().zip(from) {
+            if j != NO_INPUT {
+                *o = v[j];
+            }
+        }
+    });
+    Ok(out)
 }
 
-/// `out[argmax[o]] += g[o]` into `len` zeros (skipping [`NO_INPUT`]): the gather's transpose,
-/// which routes each window's gradient to its arg-max.
-pub(super) fn scatter<T: Float>(op: &'static str, argmax: &[usize], g: &[T], len: usize) -> Result<Vec<T>> {
+/// `out[argmax[o]] += g[o]` into `planes · in_len` zeros (skipping [`NO_INPUT`]): the gather's
+/// transpose, which routes each window's gradient to its arg-max. Every window's arg-max lies
+/// in its own plane (`out_len` windows a plane), so the planes are summed apart, each in
+/// window order.
+pub(super) fn scatter<T: Float>(
+    op: &'static str,
+    argmax: &[usize],
+    g: &[T],
+    (in_len, out_len): (usize, usize),
+    len: usize,
+) -> Result<Vec<T>> {
     let mut out = size::zeroed(op, "gradient", len)?;
-    for (&j, &g) in argmax.iter().zip(g) {
-        if j != NO_INPUT {
-            out[j] += g;
+    for_each_chunk(&mut out, in_len, |p, plane| {
+        let base = p * in_len;
+        let windows = p * out_len..(p + 1) * out_len;
+        for (&j, &g) in argmax[windows.clone()].iter().zip(&g[windows]) {
+            if j != NO_INPUT {
+                plane[j - base] += g;
+            }
         }
-    }
+    });
     Ok(out)
 }
 
 /// Average-pool forward, `y = A·x`: each window's sum over its input cells, divided.
 /// `x: [planes, i..]` → `[planes, o..]`.
 pub(super) fn avg_pool<T: Float>(op: &'static str, windows: &Windows, divisor: Divisor, x: &[T]) -> Result<Vec<T>> {
-    let mut y = size::reserve(op, "output", windows.planes * windows.out_len)?;
-    for xp in x.chunks_exact(windows.in_len) {
-        windows.walk(|_, cell| {
+    let mut y = size::zeroed(op, "output", windows.planes * windows.out_len)?;
+    for_each_chunk(&mut y, windows.out_len, |p, yp| {
+        let xp = &x[p * windows.in_len..(p + 1) * windows.in_len];
+        windows.walk(|o, cell| {
             let mut sum = T::zero();
             cell.for_each_tap(|j| sum += xp[j]);
-            y.push(sum / cell.divisor(divisor));
+            yp[o] = sum / cell.divisor(divisor);
         });
-    }
+    });
     Ok(y)
 }
 
@@ -271,14 +299,12 @@ pub(super) fn avg_pool_transpose<T: Float>(
     g: &[T],
 ) -> Result<Vec<T>> {
     let mut out = size::zeroed(op, "gradient", windows.planes * windows.in_len)?;
-    for (gp, xp) in g
-        .chunks_exact(windows.out_len)
-        .zip(out.chunks_exact_mut(windows.in_len))
-    {
+    for_each_chunk(&mut out, windows.in_len, |p, xp| {
+        let gp = &g[p * windows.out_len..(p + 1) * windows.out_len];
         windows.walk(|o, cell| {
             let share = gp[o] / cell.divisor(divisor);
             cell.for_each_tap(|j| xp[j] += share);
         });
-    }
+    });
     Ok(out)
 }

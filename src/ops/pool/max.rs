@@ -18,6 +18,8 @@ struct Route {
     argmax: Vec<usize>,
     x: Vec<usize>,
     y: Vec<usize>,
+    /// Input and output cells per plane: the arg-max of a window lies in its own plane.
+    plane: (usize, usize),
     /// The op and its settings, for printing.
     op: &'static str,
     settings: String,
@@ -62,7 +64,7 @@ fn gather<'t, T: Float>(v: Var<'t, T>, route: &Rc<Route>) -> Result<Var<'t, T>> 
 /// `g` scattered to the arg-max as a recorded op: `g` of `y`'s shape → `x`'s shape.
 fn scatter<'t, T: Float>(g: Var<'t, T>, route: &Rc<Route>) -> Result<Var<'t, T>> {
     let len = route.x.iter().product();
-    let values = kernels::scatter(route.op, &route.argmax, contiguous(&g.value()), len)?;
+    let values = kernels::scatter(route.op, &route.argmax, contiguous(&g.value()), route.plane, len)?;
     g.tape()
         .record(size::array(&route.x, values)?, &[g], Scatter(Rc::clone(route)))
 }
@@ -123,6 +125,7 @@ fn named<'t, T: Float>(op: &'static str, rank: Option<usize>, x: Var<'t, T>, opt
     let route = Route {
         argmax,
         settings: shape.settings(),
+        plane: (windows.in_len, windows.out_len),
         x: shape.x,
         y: shape.y,
         op,

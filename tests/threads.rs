@@ -1,0 +1,146 @@
+//! Results do not depend on the number of threads: every op that splits its work over rayon's
+//! pool cuts it by the shapes alone, so a pool of 1, 2, 3 or 8 threads gives the same bits.
+//! The sizes here are above the thresholds where the work is split (`2^15` elements, the conv
+//! kernels' `2^22` multiply-adds), and the split paths are compared with plain loops.
+
+use adjoint::models::{UNet, Upsampling};
+use adjoint::nn::{Module, normal};
+use adjoint::ops::loss::CrossEntropyOptions;
+use adjoint::ops::pool::{PoolOptions, avg_pool2d, max_pool2d};
+use adjoint::optim::{Adam, Optimizer};
+use adjoint::{Tape, concat, cross_entropy};
+use ndarray::{Array4, ArrayD, Axis, IxDyn, Slice};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+const THREADS: [usize; 4] = [1, 2, 3, 8];
+
+fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+        .install(f)
+}
+
+/// Every array of `run`, bit for bit the same in each pool size.
+fn same_bits_in_every_pool(what: &str, run: impl Fn() -> Vec<ArrayD<f32>> + Sync) {
+    let reference = in_pool(1, &run);
+    for threads in THREADS {
+        let got = in_pool(threads, &run);
+        assert_eq!(got.len(), reference.len());
+        for (k, (a, b)) in got.iter().zip(&reference).enumerate() {
+            assert_eq!(a.shape(), b.shape(), "{what}: array {k}, {threads} threads");
+            let differ = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+            assert_eq!(
+                differ, 0,
+                "{what}: array {k} differs in {differ} values with {threads} threads"
+            );
+        }
+    }
+}
+
+fn random(shape: &[usize], seed: u64) -> ArrayD<f32> {
+    normal(shape, 1.0, &mut StdRng::seed_from_u64(seed)).unwrap()
+}
+
+/// Three training steps of a U-Net (convs, batch norm, max-pool, transposed convs, concat,
+/// per-pixel cross-entropy, Adam): the losses, the logits and every parameter after the steps.
+#[test]
+fn a_unet_training_step_is_the_same_on_any_number_of_threads() {
+    same_bits_in_every_pool("U-Net steps", || {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut net = UNet::<f32>::new(1, 5, &[8, 16, 32], Upsampling::Transposed, &mut rng).unwrap();
+        let mut adam = Adam::new(3e-3);
+        let x = random(&[4, 1, 48, 48], 6);
+        let target = ArrayD::from_shape_fn(IxDyn(&[4, 48, 48]), |_| rng.random_range(0..5i64));
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            let tape = Tape::new();
+            let logits = net.forward(tape.constant(x.clone())).unwrap();
+            let loss = cross_entropy(logits, &target, &CrossEntropyOptions::default()).unwrap();
+            let grads = tape.backward(loss).unwrap();
+            out.push(loss.value().as_ref().clone());
+            out.push(logits.value().as_ref().clone());
+            adam.step(&mut net, &grads);
+        }
+        out.extend(net.parameters().into_iter().map(|(_, p)| p.value().clone()));
+        out
+    });
+}
+
+/// Pooling, concat, slice and padding on arrays large enough to be split, forward and backward
+/// (with a non-uniform upstream gradient, so each cell's route shows).
+#[test]
+fn pooling_and_reshaping_are_the_same_on_any_number_of_threads() {
+    same_bits_in_every_pool("pool and reshape", || {
+        let tape = Tape::<f32>::new();
+        let x = tape.param(random(&[3, 16, 40, 40], 7));
+        let pair = max_pool2d(x, &PoolOptions::new(2)).unwrap();
+        let general = max_pool2d(x, &PoolOptions::new(3).stride(2).padding(1)).unwrap();
+        let avg = avg_pool2d(x, &PoolOptions::new(3).stride(2).padding(1)).unwrap();
+        let joined = concat(&[x, x.mul_scalar(2.0).unwrap()], 1).unwrap();
+        let cut = joined.slice(1, 5, 27).unwrap();
+        let padded = x.pad_axis(2, 3, 4).unwrap();
+        let mut total = tape.constant(ArrayD::zeros(IxDyn(&[])));
+        for (v, seed) in [(pair, 8), (general, 9), (avg, 10), (cut, 11), (padded, 12)] {
+            let w = tape.constant(random(&v.shape(), seed));
+            total = total.add(v.mul(w).unwrap().sum().unwrap()).unwrap();
+        }
+        let grads = tape.backward(total).unwrap();
+        vec![
+            pair.value().as_ref().clone(),
+            general.value().as_ref().clone(),
+            avg.value().as_ref().clone(),
+            cut.value().as_ref().clone(),
+            padded.value().as_ref().clone(),
+            grads[x].clone(),
+        ]
+    });
+}
+
+/// The split max-pool, concat, slice and padding against plain loops and ndarray's own
+/// slicing, on the same large arrays.
+#[test]
+fn split_pooling_and_reshaping_match_plain_loops() {
+    let value = random(&[3, 16, 40, 40], 7);
+    let x4 = value.clone().into_dimensionality::<ndarray::Ix4>().unwrap();
+    let tape = Tape::<f32>::new();
+    let x = tape.param(value.clone());
+
+    // 2×2 max-pool: the first maximum of each window in row-major order; its gradient (from an
+    // upstream of ones) is 1 at that cell.
+    let y = max_pool2d(x, &PoolOptions::new(2)).unwrap();
+    let grads = tape.backward(y.sum().unwrap()).unwrap();
+    let mut expected = Array4::<f32>::zeros((3, 16, 20, 20));
+    let mut routed = Array4::<f32>::zeros((3, 16, 40, 40));
+    for ((n, c, i, j), out) in expected.indexed_iter_mut() {
+        let cells = [
+            (2 * i, 2 * j),
+            (2 * i, 2 * j + 1),
+            (2 * i + 1, 2 * j),
+            (2 * i + 1, 2 * j + 1),
+        ];
+        let mut best = cells[0];
+        for &cell in &cells[1..] {
+            if x4[[n, c, cell.0, cell.1]] > x4[[n, c, best.0, best.1]] {
+                best = cell;
+            }
+        }
+        *out = x4[[n, c, best.0, best.1]];
+        routed[[n, c, best.0, best.1]] += 1.0;
+    }
+    assert_eq!(*y.value(), expected.into_dyn());
+    assert_eq!(grads[x], routed.into_dyn());
+
+    let doubled = value.mapv(|v| v * 2.0);
+    let joined = concat(&[x, tape.constant(doubled.clone())], 1).unwrap();
+    let reference = ndarray::concatenate(Axis(1), &[value.view(), doubled.view()]).unwrap();
+    assert_eq!(*joined.value(), reference);
+    let cut = joined.slice(1, 5, 27).unwrap();
+    assert_eq!(*cut.value(), reference.slice_axis(Axis(1), Slice::from(5..27)));
+    let padded = x.pad_axis(2, 3, 4).unwrap();
+    let mut reference = ArrayD::<f32>::zeros(IxDyn(&[3, 16, 47, 40]));
+    reference.slice_axis_mut(Axis(2), Slice::from(3..43)).assign(&value);
+    assert_eq!(*padded.value(), reference);
+}
