@@ -144,3 +144,57 @@ fn split_pooling_and_reshaping_match_plain_loops() {
     reference.slice_axis_mut(Axis(2), Slice::from(3..43)).assign(&value);
     assert_eq!(*padded.value(), reference);
 }
+
+/// Per-pixel cross-entropy over `[n, classes, h, w]` large enough to be split (forward by
+/// element, gradient by sample), against its definition computed in plain f64 loops.
+#[test]
+fn split_cross_entropy_matches_its_definition() {
+    let (n, classes, h, w) = (4, 5, 48, 48);
+    let logits = random(&[n, classes, h, w], 13).mapv(f64::from);
+    let mut rng = StdRng::seed_from_u64(14);
+    // Some pixels ignored (-100, PyTorch's default ignore_index).
+    let target = ArrayD::from_shape_fn(IxDyn(&[n, h, w]), |_| match rng.random_range(0..12i64) {
+        11 => -100,
+        t => t % 5,
+    });
+    let tape = Tape::<f64>::new();
+    let x = tape.param(logits.clone());
+    let loss = cross_entropy(x, &target, &CrossEntropyOptions::default()).unwrap();
+    let grads = tape.backward(loss).unwrap();
+
+    let mut total = 0.0;
+    let mut counted = 0.0;
+    let mut expected = ArrayD::<f64>::zeros(IxDyn(&[n, classes, h, w]));
+    for b in 0..n {
+        for i in 0..h {
+            for j in 0..w {
+                let t = target[[b, i, j]];
+                if t < 0 {
+                    continue;
+                }
+                let z: Vec<f64> = (0..classes).map(|c| logits[[b, c, i, j]]).collect();
+                let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = z.iter().map(|v| (v - m).exp()).sum();
+                total += -(z[t as usize] - m - sum.ln());
+                counted += 1.0;
+                for c in 0..classes {
+                    let p = (z[c] - m).exp() / sum;
+                    expected[[b, c, i, j]] = p - if c == t as usize { 1.0 } else { 0.0 };
+                }
+            }
+        }
+    }
+    let mean = total / counted;
+    expected.mapv_inplace(|v| v / counted);
+    assert!(
+        (loss.value()[[]] - mean).abs() < 1e-12 * mean.abs(),
+        "{} vs {mean}",
+        loss.value()[[]]
+    );
+    let worst = grads[x]
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-15, "largest gradient difference {worst}");
+}

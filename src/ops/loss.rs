@@ -6,7 +6,7 @@ use ndarray::{ArrayD, AsArray, Axis, Dimension, IxDyn};
 
 use crate::error::{Error, Result, bad_shape, invalid};
 use crate::float::Float;
-use crate::ops::{check_axis, contiguous, size};
+use crate::ops::{check_axis, contiguous, parallel, size};
 use crate::tape::{Op, Var};
 
 fn same_shape<T: Float>(op: &'static str, a: Var<'_, T>, b: Var<'_, T>) -> Result<()> {
@@ -594,19 +594,14 @@ pub fn cross_entropy<'t, 'a, T: Float, D: Dimension>(
 /// class's) log-probability. Returns the output values and each element's log-softmax.
 fn cross_entropy_forward<T: Float>(x: &[T], plan: &CrossEntropyPlan<T>) -> Result<(Vec<T>, Vec<LogSoftmaxOf<T>>)> {
     let elements = plan.targets.len();
-    let mut lse = size::reserve("cross_entropy", "log-sum-exp", elements)?;
-    let per_element = plan.reduction == Reduction::None;
-    let mut losses = size::reserve("cross_entropy", "output", if per_element { elements } else { 0 })?;
-    // The target part `−w_t·log p_t` and the smoothing part `−Σ_c w_c·log p_c`, summed apart
-    // and combined as PyTorch combines them.
-    let (mut nll_total, mut smooth_total) = (T::zero(), T::zero());
-    for (e, &target) in plan.targets.iter().enumerate() {
+    // Each element alone (its log-sum-exp, its target part `−w_t·log p_t` and its smoothing
+    // part `−Σ_c w_c·log p_c`), over threads when there are many...
+    let parts = parallel::map_indices("cross_entropy", "log-sum-exp", elements, plan.classes, |e| {
         let first = plan.first_class(e);
         let classes = (0..plan.classes).map(|c| x[first + c * plan.inner]);
         let log_softmax = LogSoftmaxOf::new(classes.clone());
-        lse.push(log_softmax);
         let log_p = |v: T| log_softmax.at(v);
-        let (nll, smooth) = match target {
+        let (nll, smooth) = match plan.targets[e] {
             None => (T::zero(), T::zero()),
             Some(t) => {
                 let nll = -log_p(x[first + t * plan.inner]) * plan.w(t);
@@ -620,6 +615,14 @@ fn cross_entropy_forward<T: Float>(x: &[T], plan: &CrossEntropyPlan<T>) -> Resul
                 (nll, smooth)
             }
         };
+        (log_softmax, nll, smooth)
+    })?;
+    // ...then summed in element order on this thread, the two parts apart, and combined as
+    // PyTorch combines them.
+    let per_element = plan.reduction == Reduction::None;
+    let mut losses = size::reserve("cross_entropy", "output", if per_element { elements } else { 0 })?;
+    let (mut nll_total, mut smooth_total) = (T::zero(), T::zero());
+    for &(_, nll, smooth) in &parts {
         if per_element {
             losses.push(combine(nll, smooth, plan));
         } else {
@@ -627,6 +630,7 @@ fn cross_entropy_forward<T: Float>(x: &[T], plan: &CrossEntropyPlan<T>) -> Resul
             smooth_total += smooth;
         }
     }
+    let lse = size::collect("cross_entropy", "log-sum-exp", parts.into_iter().map(|(lse, _, _)| lse))?;
     let y = match plan.reduction {
         Reduction::None => losses,
         Reduction::Sum => vec![combine(nll_total, smooth_total, plan)],
@@ -739,6 +743,33 @@ fn cross_entropy_grad<'t, T: Float>(
     let xs = contiguous(&x_value);
     let gs = contiguous(&g_value);
     let mut grad = size::zeroed("cross_entropy_grad", "output", xs.len())?;
+    // Sample by sample (`classes · inner` logits each), on whichever thread takes it.
+    let (shared_plan, shared_lse): (&CrossEntropyPlan<T>, &[LogSoftmaxOf<T>]) = (plan, lse);
+    let block = plan.classes * plan.inner;
+    parallel::for_each_chunk(&mut grad, block, |n, grad| {
+        fill_cross_entropy_grad(grad, n, &xs[n * block..], gs, shared_plan, shared_lse);
+    });
+    let grad = size::array(&x.shape(), grad)?;
+    x.tape().record(
+        grad,
+        &[x, g],
+        CrossEntropyGrad {
+            plan: Rc::clone(plan),
+            lse: Rc::clone(lse),
+        },
+    )
+}
+
+/// The gradient of sample `n`'s elements into `grad` (its `classes · inner` values; `xs` its
+/// logits onwards), for [`cross_entropy_grad`].
+fn fill_cross_entropy_grad<T: Float>(
+    grad: &mut [T],
+    n: usize,
+    xs: &[T],
+    gs: &[T],
+    plan: &CrossEntropyPlan<T>,
+    lse: &[LogSoftmaxOf<T>],
+) {
     // The upstream gradient of each element's `loss_e`.
     let scale = |e: usize| match plan.reduction {
         Reduction::None => gs[e],
@@ -746,9 +777,13 @@ fn cross_entropy_grad<'t, T: Float>(
         Reduction::Mean => gs[0] / plan.total_weight,
     };
     let smooth_share = plan.smoothing.map(|eps| eps / T::of(plan.classes as f64));
-    for (e, &target) in plan.targets.iter().enumerate() {
-        let first = plan.first_class(e);
-        let p = |c: usize| lse[e].at(xs[first + c * plan.inner]).exp();
+    let elements = n * plan.inner..(n + 1) * plan.inner;
+    for (e, (log_softmax, &target)) in elements
+        .clone()
+        .zip(lse[elements.clone()].iter().zip(&plan.targets[elements]))
+    {
+        let first = plan.first_class(e) - n * plan.classes * plan.inner;
+        let p = |c: usize| log_softmax.at(xs[first + c * plan.inner]).exp();
         let Some(t) = target else {
             for c in 0..plan.classes {
                 grad[first + c * plan.inner] = T::zero() - p(c) * T::zero();
@@ -770,13 +805,4 @@ fn cross_entropy_grad<'t, T: Float>(
             grad[first + c * plan.inner] = g_c(c) - p(c) * total;
         }
     }
-    let grad = size::array(&x.shape(), grad)?;
-    x.tape().record(
-        grad,
-        &[x, g],
-        CrossEntropyGrad {
-            plan: Rc::clone(plan),
-            lse: Rc::clone(lse),
-        },
-    )
 }

@@ -68,3 +68,27 @@ pub(crate) fn copy<T: Copy + Send + Sync>(op: &'static str, what: &'static str, 
     }
     Ok(out)
 }
+
+/// `f(0), f(1), …, f(n − 1)` in a buffer reserved with `try_reserve`, computed by rayon's
+/// threads when the work (`n · cost` values touched) is large: each value alone, so the vector
+/// is the same as the serial loop's.
+pub(crate) fn map_indices<R: Send>(
+    op: &'static str,
+    what: &'static str,
+    n: usize,
+    cost: usize,
+    f: impl Fn(usize) -> R + Sync + Send,
+) -> crate::Result<Vec<R>> {
+    let mut out = super::size::reserve(op, what, n)?;
+    if n.saturating_mul(cost) >= PARALLEL_ELEMENTS {
+        let run = (PARALLEL_ELEMENTS / 4).div_ceil(cost.max(1)).max(1);
+        (0..n)
+            .into_par_iter()
+            .with_min_len(run)
+            .map(f)
+            .collect_into_vec(&mut out);
+    } else {
+        out.extend((0..n).map(f));
+    }
+    Ok(out)
+}
