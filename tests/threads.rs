@@ -198,3 +198,50 @@ fn split_cross_entropy_matches_its_definition() {
         .fold(0.0, f64::max);
     assert!(worst < 1e-15, "largest gradient difference {worst}");
 }
+
+/// The conv family on work large enough to split (the kernels' batch halves, the bias add, the
+/// cleared outputs): values and the gradients of input, weight and bias, for convs and
+/// transposed convs of rank 1 to 3, with stride, padding, dilation, groups and output padding,
+/// and a batch of one.
+#[test]
+fn the_conv_family_is_the_same_on_any_number_of_threads() {
+    use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions, conv, conv_transpose};
+    same_bits_in_every_pool("conv family", || {
+        let mut out = Vec::new();
+        let cases: [(&[usize], &[usize], usize); 5] = [
+            (&[6, 8, 300], &[16, 4, 5], 2),
+            (&[4, 16, 30, 30], &[32, 16, 3, 3], 1),
+            (&[1, 16, 40, 40], &[16, 16, 3, 3], 1),
+            (&[4, 8, 24, 24], &[16, 4, 4, 4], 2),
+            (&[2, 4, 10, 12, 12], &[8, 4, 3, 3, 3], 1),
+        ];
+        for (k, &(x_shape, w_shape, groups)) in cases.iter().enumerate() {
+            let seed = 20 + 3 * k as u64;
+            let tape = Tape::<f32>::new();
+            let x = tape.param(random(x_shape, seed));
+            let w = tape.param(random(w_shape, seed + 1));
+            let b = tape.param(random(&[w_shape[0]], seed + 2));
+            let opts = ConvOptions::new()
+                .stride(2)
+                .padding(1)
+                .dilation(1 + k % 2)
+                .groups(groups);
+            let y = conv(x, w, Some(b), &opts).unwrap();
+            // The transposed conv maps y back to x's channels: the conv weight's shape, read as
+            // the transposed layout [c_in, c_out/g, k..].
+            let wt = tape.param(random(w_shape, seed + 3));
+            let topts = ConvTransposeOptions::new()
+                .stride(2)
+                .padding(1)
+                .output_padding(1)
+                .dilation(1 + k % 2)
+                .groups(groups);
+            let z = conv_transpose(y, wt, None, &topts).unwrap();
+            let u = tape.constant(random(&z.shape(), seed + 4));
+            let grads = tape.backward(z.mul(u).unwrap().sum().unwrap()).unwrap();
+            out.extend([y.value().as_ref().clone(), z.value().as_ref().clone()]);
+            out.extend([&grads[x], &grads[w], &grads[b], &grads[wt]].map(|g| g.clone()));
+        }
+        out
+    });
+}
