@@ -64,7 +64,7 @@ impl std::fmt::Display for Upsample {
 #[derive(clap::Args, Debug)]
 pub struct SceneArgs {
     /// Scenes per optimizer step (1 to 1024; with --size, at most 2^20 pixels a batch).
-    #[arg(long, default_value_t = 32, allow_negative_numbers = true, value_parser = count(1, 1024))]
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true, value_parser = count(1, 1024))]
     pub batch_size: usize,
     /// Seed of the initial weights, the scenes and the shuffling: the same seed gives the same
     /// run, bit for bit.

@@ -57,7 +57,7 @@ def twin_parser(doc, lr):
                         help="directory written by the Rust example's --export-data (train/ and val/)")
     parser.add_argument("--upsample", choices=("transposed", "resize"), default="transposed")
     parser.add_argument("--epochs", type=int, default=7)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
