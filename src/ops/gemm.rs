@@ -1,16 +1,33 @@
 //! The one matrix product every kernel calls, a safe face on the `gemm` crates.
 //!
 //! For `f32` the `gemm-f32` crate picks its micro-kernel at run time (AVX-512 where the CPU has
-//! it, AVX2/FMA or SSE otherwise). Either way the product runs on the calling thread only: the
-//! conv kernels parallelise over images themselves, so results never depend on how the product
-//! was split between threads.
+//! it, AVX2/FMA or SSE otherwise). The product runs on the calling thread: the conv kernels
+//! parallelise over images themselves. A batch of one image has nothing to split, so its kernel
+//! runs inside [`across_threads`], where each product is split over rayon's threads by blocks
+//! of output columns; every output value is still summed over `k` in the same order, so the
+//! bits do not depend on the number of threads (`tests/threads.rs`).
 
 use std::any::TypeId;
+use std::cell::Cell;
 
 use gemm_common::Parallelism;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 use crate::float::Float;
+
+thread_local! {
+    /// Whether this thread's products may use all of rayon's threads (see [`across_threads`]).
+    static ACROSS_THREADS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every f32 product it makes split over rayon's threads: for work on one image,
+/// which the kernels cannot split by image.
+pub(crate) fn across_threads<R>(f: impl FnOnce() -> R) -> R {
+    let before = ACROSS_THREADS.with(|flag| flag.replace(true));
+    let result = f();
+    ACROSS_THREADS.with(|flag| flag.set(before));
+    result
+}
 
 /// `c = a · b`, or `c += a · b` if `accumulate`. Any strides (transposed views are free).
 ///
@@ -90,7 +107,11 @@ pub(crate) fn gemm<T: Float>(
             false,
             false,
             false,
-            Parallelism::None,
+            if ACROSS_THREADS.with(Cell::get) {
+                Parallelism::Rayon(0)
+            } else {
+                Parallelism::None
+            },
         );
     }
 }

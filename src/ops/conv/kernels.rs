@@ -455,7 +455,12 @@ fn split_batch<T: Send, R: Send>(
 ) -> Vec<R> {
     let batch = out.len().checked_div(per_image).unwrap_or(0);
     if batch < 2 {
-        return vec![f(0..batch, out)];
+        // One image: its matrix products are split instead, when the work is worth it.
+        return vec![if flops >= PARALLEL_FLOPS {
+            crate::ops::gemm::across_threads(|| f(0..batch, out))
+        } else {
+            f(0..batch, out)
+        }];
     }
     let mid = batch / 2;
     let (first, second) = out.split_at_mut(mid * per_image);
