@@ -47,6 +47,11 @@ struct Args {
     /// Dilation.
     #[arg(long, default_value_t = 1)]
     dilation: usize,
+    /// Output padding of the transposed conv in sections 2 and 5 (section 3's gradient always
+    /// uses a). By default a = (i + 2p − k_e) mod s, which gives back exactly --size cells;
+    /// another value gives back another size of the many-to-one run (section 4).
+    #[arg(long)]
+    output_padding: Option<usize>,
     /// Where A.png and A_T.png, heat maps of a 2-D conv's matrix and its transpose, are
     /// written. The 2-D conv takes the flags above, square, except that without --size its
     /// input is 4×4 (larger if the kernel needs it) and without --stride its stride is 1, so
@@ -166,8 +171,9 @@ const OUTPUT_AXIS: &str = "output cell (row-major)";
 const INPUT_AXIS: &str = "input cell (row-major)";
 
 /// The library's names for the settings, with the flags that set them and their values.
-fn flags(args: &Args) -> [(&'static str, &'static str, usize); 5] {
+fn flags(args: &Args) -> [(&'static str, &'static str, usize); 6] {
     [
+        ("output_padding", "--output-padding", args.output_padding.unwrap_or(0)),
         ("x", "--size", args.size),
         ("w", "--kernel", args.kernel),
         ("stride", "--stride", args.stride),
@@ -241,6 +247,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         ("--stride", args.stride),
         ("--padding", args.padding),
         ("--dilation", args.dilation),
+        ("--output-padding", args.output_padding.unwrap_or(0)),
     ] {
         if value > MAX_SETTING {
             return Err(
@@ -265,12 +272,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let o = axis.conv_output_size(args.size).ok_or(defined)?;
     let past = axis.past_last_window(args.size).ok_or(defined)?;
     let unread_inputs = axis.unread_inputs(args.size).ok_or(defined)?;
-    // The transposed conv that is exactly Aᵀ: it must return the conv's input size.
-    let t_opts = ConvTransposeOptions::new()
-        .stride(args.stride)
-        .padding(args.padding)
-        .dilation(args.dilation)
-        .output_padding(past);
+    // The transposed conv that is exactly Aᵀ, the conv's input gradient: it must return the
+    // conv's input size. Sections 2 and 5 take --output-padding instead, if given.
+    let transposed = |op: usize| {
+        ConvTransposeOptions::new()
+            .stride(args.stride)
+            .padding(args.padding)
+            .dilation(args.dilation)
+            .output_padding(op)
+    };
+    let (t_opts, op) = (transposed(past), args.output_padding.unwrap_or(past));
+    let shown_opts = transposed(op);
+    // Judged now, so that a refused --output-padding prints only its error.
+    let a_t = conv_transpose_matrix(&w_taps(args.kernel), &[1, o], &shown_opts).map_err(user_terms)?;
     // The 2-D pictures of sections 1 and 2. The smallest input from 4 up that the dilated
     // kernel fits, unless --size says otherwise; stride 1 unless --stride says otherwise.
     let size_2d = if given("size") {
@@ -281,8 +295,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let stride_2d = if given("stride") { args.stride } else { 1 };
     let pictures = heat_maps(&args, size_2d, stride_2d)?;
 
-    // Kernel taps w0, w1, … = 1, 2, 3, …, so each matrix entry names its tap; inputs 1, 2, 3, …
-    let w = ArrayD::from_shape_fn(IxDyn(&[1, 1, args.kernel]), |i| (i[2] + 1) as f64);
+    let w = w_taps(args.kernel);
     let x: Vec<f64> = (1..=args.size).map(|v| v as f64).collect();
     let input_names: Vec<String> = (0..args.size).map(input_name).collect();
     let output_names: Vec<String> = (0..o).map(|j| format!("y{j}")).collect();
@@ -334,15 +347,31 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     pictures.draw(&args.out_dir, false)?;
 
     println!("\n== 2. A transposed convolution is Aᵀ");
-    let a_t = conv_transpose_matrix(&w, &[1, o], &t_opts).map_err(user_terms)?;
-    print_matrix("Aᵀ (the transposed conv's matrix)", &a_t, &input_names, &output_names);
+    let back = a_t.nrows();
+    let back_names: Vec<String> = (0..back).map(input_name).collect();
+    if op == past {
+        print_matrix("Aᵀ (the transposed conv's matrix)", &a_t, &back_names, &output_names);
+    } else {
+        print_matrix(
+            &format!("the transposed conv's matrix with --output-padding {op} (not a = {past})"),
+            &a_t,
+            &back_names,
+            &output_names,
+        );
+        println!(
+            "It returns {back} cells, not {}: it is the transpose of the matrix of the conv on {back} cells (which gives {o} outputs too), not of A above.",
+            args.size
+        );
+    }
     let aty = a_t.dot(&y);
     println!("  Aᵀ y      = {}", vector(aty.as_slice().unwrap()));
     println!("  x         = {}", vector(&x));
-    println!(
-        "Aᵀ y has x's shape ({} cells) but not its values: a transposed conv restores the shape, it does not invert the conv.",
-        aty.len()
-    );
+    if op == past {
+        println!(
+            "Aᵀ y has x's shape ({} cells) but not its values: a transposed conv restores the shape, it does not invert the conv.",
+            aty.len()
+        );
+    }
     pictures.draw(&args.out_dir, true)?;
 
     println!("\n== 3. The gradient of a convolution is a transposed convolution");
@@ -414,7 +443,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\n== 5. The transposed convolution as an ordinary convolution");
     let y_arr = ArrayD::from_shape_vec(IxDyn(&[1, 1, o]), y.to_vec())?;
-    let steps = conv_transpose_by_zero_insertion(&y_arr, &w, &t_opts).map_err(user_terms)?;
+    let steps = conv_transpose_by_zero_insertion(&y_arr, &w, &shown_opts).map_err(user_terms)?;
     let reach = (args.dilation * (args.kernel - 1)) as isize - args.padding as isize;
     println!(
         "y                                        = {}",
@@ -431,7 +460,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         format!("crop p−d(k−1) = {} each side", -reach)
     };
     println!(
-        "{pad} (+{past} at the end) = {}",
+        "{pad} (+{op} at the end) = {}",
         vector(steps.padded.as_slice().unwrap())
     );
     println!(
@@ -454,6 +483,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         vector(aty.as_slice().unwrap())
     );
     Ok(())
+}
+
+/// The kernel `w`, taps `w0, w1, … = 1, 2, 3, …`, so each matrix entry names its tap.
+fn w_taps(k: usize) -> ArrayD<f64> {
+    ArrayD::from_shape_fn(IxDyn(&[1, 1, k]), |i| (i[2] + 1) as f64)
 }
 
 /// The names of some input cells, with their indices: `a (0), h (7)`.

@@ -38,6 +38,11 @@ fn bad_flags_are_refused_before_any_work() {
         ),
         (
             "duality",
+            &["--output-padding", "2"],
+            "--output-padding 2: output_padding = [2]: must be smaller",
+        ),
+        (
+            "duality",
             &["--size", "2", "--kernel", "5"],
             "--size 2: the input has shape [1, 1, 2]: padded input size 2 is smaller",
         ),
@@ -184,6 +189,26 @@ fn duality_numbers_its_sections_as_the_guide_does() {
     // The kernel's taps are w0, w1, w2: no tap shares a name with the input x or its cells.
     assert!(
         out.contains("input x = [a, b, c, d, e, f, g] (7 cells), kernel w = [w0, w1, w2]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn duality_output_padding_picks_another_size_of_the_run() {
+    // i = 7, k = 3, s = 2: a = 0, and the run is 7..=8; output padding 1 gives back 8 cells.
+    let out = duality(&["--output-padding", "1"]);
+    assert!(
+        out.contains("the transposed conv's matrix with --output-padding 1 (not a = 0) (8×3):"),
+        "{out}"
+    );
+    assert!(
+        out.contains("It returns 8 cells, not 7: it is the transpose of the matrix of the conv on 8 cells"),
+        "{out}"
+    );
+    assert!(out.contains("(+1 at the end)"), "{out}");
+    // The gradient of section 3 still uses a, and matches.
+    assert!(
+        out.contains("max difference 0e0 (output_padding = a = 0 brings back exactly 7 cells)"),
         "{out}"
     );
 }
