@@ -237,7 +237,7 @@ fn assert_close(a: &ArrayD<f64>, b: &ArrayD<f64>, what: &str) {
     assert!(worst <= 1e-12, "{what}: max difference {worst}");
 }
 
-/// The 1-D example: x = [a..g], kernel [x, y, z], stride 2.
+/// The 1-D example: x = [a..g], kernel w = [w0, w1, w2], stride 2.
 #[test]
 fn one_d_example_matrix_matches_exactly() {
     let w = ArrayD::from_shape_vec(IxDyn(&[1, 1, 3]), vec![5.0, 7.0, 11.0]).unwrap();
@@ -340,7 +340,7 @@ fn the_grid_covers_every_setting() {
             .any(|c| c.rank() == 2 && c.axes[0].geometry.kernel != c.axes[1].geometry.kernel)
     );
     assert!(
-        axes.iter().any(|a| a.geometry.unread(a.i).unwrap() != 0),
+        axes.iter().any(|a| a.geometry.past_last_window(a.i).unwrap() != 0),
         "(i + 2p − k) mod s ≠ 0"
     );
     assert!(all.iter().filter(|c| c.rank() == 3).count() >= CASES_3D);

@@ -6,7 +6,7 @@
 //!   a refused call leaves the tape as it was;
 //! - every successful call satisfies the adjoint identity `⟨conv(x, w), u⟩ = ⟨x, convᵀ(u, w)⟩`
 //!   in f64, against the other op with the same weight and settings (the output padding of the
-//!   transposed conv being the conv's unread cells `(i + p_b + p_a − k_e) mod s`, the padding of
+//!   transposed conv being the cells past the conv's last window, `(i + p_b + p_a − k_e) mod s`, the padding of
 //!   the conv behind a TF-mode transposed conv the one `tf_transpose_axis` gives).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -579,7 +579,7 @@ fn check_conv(c: &Case) -> std::result::Result<(), TestCaseError> {
     let (pads, _) = expected.unwrap();
     let y = if b.is_some() { f(x, w, None, &opts).unwrap() } else { y };
 
-    // The transposed conv with the same settings and the unread cells as output padding.
+    // The transposed conv with the same settings and the cells past the last window as output padding.
     let (s, d) = c.common().unwrap();
     let r = c.rank;
     let op: Vec<usize> = (0..r)

@@ -8,7 +8,7 @@ use adjoint::Tape;
 use adjoint::ops::conv::geometry::{
     tf_same, tf_transpose_axis, tf_transpose_default_size, tf_transpose_sizes, tf_valid,
 };
-use adjoint::ops::conv::views::conv_transpose_by_zero_insertion;
+use adjoint::ops::conv::views::{conv_matrix, conv_transpose_by_zero_insertion};
 use adjoint::ops::conv::{
     AxisGeometry, ConvOptions, ConvTransposeOptions, conv, conv_transpose, conv_transpose1d, conv_transpose2d,
     conv_transpose3d, conv1d, conv2d, conv3d,
@@ -298,7 +298,7 @@ fn dv_relationship_12_transpose_of_stride_no_padding() {
                 let o_prime = s * (i_prime - 1) + k;
                 assert_eq!(o_prime, i, "the transpose recovers the conv's input size");
                 assert_eq!(conv.conv_transpose_output_size(i_prime, 0), Some(o_prime));
-                assert_eq!(conv.unread(i), Some(0));
+                assert_eq!(conv.past_last_window(i), Some(0));
                 check_stretched(k, s, 0, 1, 0, i_prime, o_prime);
             }
         }
@@ -324,7 +324,7 @@ fn dv_relationship_13_transpose_of_stride_and_padding() {
 }
 
 #[test]
-fn dv_relationship_14_transpose_general_output_padding_is_unread_cells() {
+fn dv_relationship_14_transpose_general_output_padding_is_the_cells_past_the_last_window() {
     for k in K {
         for s in S {
             for p in 0..k {
@@ -332,7 +332,7 @@ fn dv_relationship_14_transpose_general_output_padding_is_unread_cells() {
                     let conv = ax(k, s, p, 1);
                     let i_prime = conv.conv_output_size(i).unwrap();
                     let a = (i + 2 * p - k) % s;
-                    assert_eq!(conv.unread(i), Some(a), "k{k} s{s} p{p} i{i}");
+                    assert_eq!(conv.past_last_window(i), Some(a), "k{k} s{s} p{p} i{i}");
                     let o_prime = (s * (i_prime - 1) + a + k) as i64 - 2 * p as i64;
                     assert_eq!(o_prime, i as i64, "D&V's o' is the conv's input size");
                     assert_eq!(conv.conv_transpose_output_size(i_prime, a), Some(i));
@@ -369,7 +369,7 @@ fn dv_relationship_14_with_dilation_and_cropping() {
                         };
                         let k_e = d * (k - 1) + 1;
                         let a = (i + 2 * p - k_e) % s;
-                        assert_eq!(conv.unread(i), Some(a));
+                        assert_eq!(conv.past_last_window(i), Some(a));
                         assert_eq!(conv.conv_transpose_output_size(i_prime, a), Some(i));
                         check_stretched(k, s, p, d, a, i_prime, i);
                     }
@@ -387,30 +387,30 @@ fn dv_relationship_14_with_dilation_and_cropping() {
 /// padded input.
 #[test]
 fn pytorch_conv_output_size_with_dilation_and_asymmetric_padding() {
-    for k in K {
-        for s in S {
-            for d in D {
-                for pb in 0..=3 {
-                    for pa in 0..=3 {
-                        let g = AxisGeometry {
-                            kernel: k,
-                            stride: s,
-                            dilation: d,
-                            pad_before: pb,
-                            pad_after: pa,
-                        };
-                        assert_eq!(g.effective_kernel(), d * (k - 1) + 1);
-                        for i in I {
-                            let padded = i + pb + pa;
-                            let positions = (0..padded).filter(|o| o * s + d * (k - 1) < padded).count();
-                            let expected = (positions > 0).then_some(positions);
-                            assert_eq!(g.conv_output_size(i), expected, "i{i} k{k} s{s} d{d} p({pb},{pa})");
-                        }
-                    }
-                }
-            }
+    for g in asymmetric_axes() {
+        let (k, s, d, pb, pa) = (g.kernel, g.stride, g.dilation, g.pad_before, g.pad_after);
+        assert_eq!(g.effective_kernel(), d * (k - 1) + 1);
+        for i in I {
+            let padded = i + pb + pa;
+            let positions = (0..padded).filter(|o| o * s + d * (k - 1) < padded).count();
+            let expected = (positions > 0).then_some(positions);
+            assert_eq!(g.conv_output_size(i), expected, "i{i} k{k} s{s} d{d} p({pb},{pa})");
         }
     }
+}
+
+/// Every kernel, stride and dilation of the sweep, with every padding before and after in 0..=3.
+fn asymmetric_axes() -> impl Iterator<Item = AxisGeometry> {
+    K.flat_map(|kernel| {
+        S.flat_map(move |stride| D.flat_map(move |dilation| (0..16).map(move |p| (kernel, stride, dilation, p))))
+    })
+    .map(|(kernel, stride, dilation, p)| AxisGeometry {
+        kernel,
+        stride,
+        dilation,
+        pad_before: p / 4,
+        pad_after: p % 4,
+    })
 }
 
 #[test]
@@ -464,9 +464,9 @@ fn pytorch_conv_input_sizes_is_the_many_to_one_run() {
                             assert_eq!(brute.len(), s, "{what}");
                             assert_eq!(brute[0] as i64, smallest, "{what}");
                         }
-                        // Every size of the run comes back from its own unread count.
+                        // Every size of the run comes back from its own count past the last window.
                         for &i in &brute {
-                            let a = g.unread(i).unwrap();
+                            let a = g.past_last_window(i).unwrap();
                             assert!(a < s);
                             // i − a is the run's smallest size, even when that is below 1 (a
                             // then counts padding cells too).
@@ -717,7 +717,7 @@ fn conv2d_and_conv_transpose2d_shapes_over_a_table() {
                     .output_padding(op);
                 let z = conv_transpose2d(y, w_t, None, &t_opts).unwrap();
                 assert_eq!(z.shape(), vec![n, c_in, full[0], full[1]], "row {row} op {op:?}");
-                // The unread cells as output padding give back x's size.
+                // The cells past the last window as output padding give back x's size.
                 if op[0] == (hw[0] + 2 * p[0] - (d[0] * (k[0] - 1) + 1)) % s[0]
                     && op[1] == (hw[1] + 2 * p[1] - (d[1] * (k[1] - 1) + 1)) % s[1]
                 {
@@ -1004,5 +1004,138 @@ fn zero_insertion_view_with_heavy_cropping_matches_the_op() {
         "{} settings where the zero-insertion view panics or disagrees, e.g. {:?}",
         failures.len(),
         &failures[..failures.len().min(6)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which cells the conv never reads: `a` counts the padded input's cells past the last window;
+// the input cells no tap reads are the zero columns of `A`.
+// ---------------------------------------------------------------------------------------------
+
+/// The matrix of a 1-D conv by naive loops, over the padded axis: entry `[o][q]` is `t + 1` if
+/// tap `t` of window `o` lands on padded cell `q = o·s + t·d` (the gather formula), windows
+/// counted by trying each start. `None` if not one window fits.
+fn naive_padded_matrix(i: usize, k: usize, s: usize, (p_b, p_a): (usize, usize), d: usize) -> Option<Vec<Vec<usize>>> {
+    let padded = i + p_b + p_a;
+    let k_e = d * (k - 1) + 1;
+    let windows = (0..).take_while(|o| o * s + k_e <= padded).count();
+    (windows > 0).then(|| {
+        (0..windows)
+            .map(|o| {
+                let mut row = vec![0; padded];
+                for t in 0..k {
+                    row[o * s + t * d] = t + 1;
+                }
+                row
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn unread_inputs_are_the_zero_columns_of_a_and_past_last_window_the_trailing_unread_cells() {
+    let (mut with_unread_inputs, mut past_window_is_padding) = (0, 0);
+    for g in asymmetric_axes() {
+        let (k, s, d, p_b, p_a) = (g.kernel, g.stride, g.dilation, g.pad_before, g.pad_after);
+        for i in 1..=12 {
+            let what = format!("i{i} k{k} s{s} p{p_b},{p_a} d{d}");
+            let Some(a) = naive_padded_matrix(i, k, s, (p_b, p_a), d) else {
+                assert_eq!(g.unread_inputs(i), None, "{what}");
+                assert_eq!(g.unread_cells(i), None, "{what}");
+                assert_eq!(g.past_last_window(i), None, "{what}");
+                continue;
+            };
+            let zero = |q: usize| a.iter().all(|row| row[q] == 0);
+            let cells: Vec<usize> = (0..i + p_b + p_a).filter(|&q| zero(q)).collect();
+            let inputs: Vec<usize> = (0..i).filter(|&j| zero(j + p_b)).collect();
+            assert_eq!(g.unread_cells(i).as_ref(), Some(&cells), "{what}");
+            assert_eq!(g.unread_inputs(i).as_ref(), Some(&inputs), "{what}");
+            // The trailing run of unread cells is what `past_last_window` counts.
+            let last_read = a.last().unwrap().iter().rposition(|&t| t != 0).unwrap();
+            let trailing = i + p_b + p_a - 1 - last_read;
+            assert_eq!(g.past_last_window(i), Some(trailing), "{what}");
+            with_unread_inputs += usize::from(!inputs.is_empty());
+            past_window_is_padding += usize::from(trailing > 0 && trailing <= p_a);
+        }
+    }
+    // The sweep holds both cases the old docs got wrong.
+    assert!(with_unread_inputs > 100 && past_window_is_padding > 100);
+}
+
+#[test]
+fn unread_inputs_match_the_library_matrix_a() {
+    // The zero columns of `views::conv_matrix` (a kernel of taps 1..k, none zero), symmetric
+    // padding, over the same sweep.
+    for k in K {
+        for s in S {
+            for d in D {
+                for p in 0..=3 {
+                    let g = ax(k, s, p, d);
+                    for i in (1..=12).filter(|&i| i + 2 * p > d * (k - 1)) {
+                        let w = ArrayD::from_shape_fn(IxDyn(&[1, 1, k]), |t| (t[2] + 1) as f64);
+                        let opts = ConvOptions::new().stride(s).padding(p).dilation(d);
+                        let a = conv_matrix(&w, &[1, i], &opts).unwrap();
+                        let zero: Vec<usize> = (0..i).filter(|&j| a.column(j).iter().all(|&v| v == 0.0)).collect();
+                        assert_eq!(g.unread_inputs(i), Some(zero), "i{i} k{k} s{s} p{p} d{d}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dilation_leaves_input_cells_unread_with_nothing_past_the_last_window() {
+    // duality --size 8 --kernel 4 --stride 3 --padding 1 --dilation 2: k_e = 7, padded 10, two
+    // windows with taps at padded cells 0 2 4 6 and 3 5 7 9. a = (8 + 2 − 7) mod 3 = 0, yet
+    // input cells 0 and 7 (padded 1 and 8) fall between taps: columns 0 and 7 of A are zero.
+    let g = ax(4, 3, 1, 2);
+    assert_eq!(g.past_last_window(8), Some(0));
+    let w = ArrayD::from_shape_vec(IxDyn(&[1, 1, 4]), vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    let opts = ConvOptions::new().stride(3).padding(1).dilation(2);
+    let a = conv_matrix(&w, &[1, 8], &opts).unwrap();
+    let zero: Vec<usize> = (0..8).filter(|&j| a.column(j).iter().all(|&v| v == 0.0)).collect();
+    assert_eq!(zero, [0, 7]);
+    assert_eq!(g.unread_inputs(8), Some(vec![0, 7]));
+    assert_eq!(g.unread_cells(8), Some(vec![1, 8]));
+}
+
+#[test]
+fn the_cell_past_the_last_window_can_be_padding_with_every_input_read() {
+    // animate --input 6 (k 3, s 2, p 1): windows over padded cells 0..3, 2..5, 4..7 of 8. The
+    // one cell past the last window, 7, is the right padding; all six input cells are read.
+    let g = ax(3, 2, 1, 1);
+    assert_eq!(g.past_last_window(6), Some(1));
+    assert_eq!(g.unread_cells(6), Some(vec![7]));
+    assert_eq!(g.unread_inputs(6), Some(vec![]));
+    // Without padding the same count is an input cell: i = 6, k 3, s 2 reads 0..5, not 5.
+    let g = ax(3, 2, 0, 1);
+    assert_eq!(g.past_last_window(6), Some(1));
+    assert_eq!(g.unread_inputs(6), Some(vec![5]));
+}
+
+#[test]
+fn the_guides_worked_tensorflow_sizes() {
+    // docs/guide.md, section 4's table, for k = 3, s = 2 (d = 1), against the formulas written
+    // here: VALID ⌈(i − k_e + 1)/s⌉; SAME ⌈i/s⌉ with total padding (o − 1)·s + k_e − i, the
+    // smaller half before; transposed defaults i·s + max(k_e − s, 0) and i·s.
+    assert_eq!((my_tf_valid(7, 3, 2, 1), tf_valid(7, 3, 2, 1)), (3, 3));
+    assert_eq!((my_tf_valid(8, 3, 2, 1), tf_valid(8, 3, 2, 1)), (3, 3));
+    assert_eq!(
+        (my_tf_same(7, 3, 2, 1), tf_same(7, 3, 2, 1)),
+        ((4, 1, 1), Some((4, 1, 1)))
+    );
+    assert_eq!(
+        (my_tf_same(8, 3, 2, 1), tf_same(8, 3, 2, 1)),
+        ((4, 0, 1), Some((4, 0, 1)))
+    );
+    assert_eq!(tf_transpose_default_size(false, 3, 3, 2, 1), Some(3 * 2 + 1));
+    assert_eq!(tf_transpose_default_size(true, 3, 3, 2, 1), Some(3 * 2));
+    assert_eq!(tf_transpose_sizes(false, 3, 3, 2, 1), Some(7..=8));
+    assert_eq!(tf_transpose_sizes(true, 3, 3, 2, 1), Some(5..=6));
+    // PyTorch's transposed size, o' = (i' − 1)·s − 2p + d(k − 1) + 1 + output_padding.
+    assert_eq!(
+        ax(3, 2, 1, 1).conv_transpose_output_size(3, 1),
+        Some(2 * 2 - 2 + 2 + 1 + 1)
     );
 }

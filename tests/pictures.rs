@@ -7,7 +7,7 @@ mod draw;
 use std::path::{Path, PathBuf};
 
 use adjoint::ops::conv::AxisGeometry;
-use draw::{Settings, Written, write_gifs};
+use draw::{Settings, Written, unread_captions, write_gifs};
 
 /// A fresh directory per test, so tests running in parallel never share files.
 fn temp_dir(name: &str) -> PathBuf {
@@ -76,6 +76,8 @@ const TAP_ON_ZERO: (u8, u8, u8) = (150, 170, 210);
 const OUT_PENDING: (u8, u8, u8) = (245, 245, 245);
 const OUT_DONE: (u8, u8, u8) = (130, 215, 200);
 const OUT_CURRENT: (u8, u8, u8) = (20, 140, 125);
+const NEVER_READ: (u8, u8, u8) = (200, 60, 60);
+const PADDING_NEVER_READ: (u8, u8, u8) = (235, 150, 40);
 
 /// The colour of grid cell (row, col) of a grid at `origin`, sampled a fifth of a cell in from
 /// its top-left corner: inside a kernel tap's square, clear of grid lines and tap numbers.
@@ -116,7 +118,16 @@ fn input_grid_census(gif: &Decoded, w: &Written) -> [usize; 4] {
 fn check(name: &str, s: Settings, o: usize, n: usize, inputs: [usize; 2], inserted: [usize; 2]) {
     let axis = AxisGeometry::new(s.kernel, s.stride, s.padding, s.dilation);
     assert_eq!(axis.conv_output_size(s.input), Some(o));
-    let op = s.output_padding.unwrap_or_else(|| axis.unread(s.input).unwrap());
+    let op = s
+        .output_padding
+        .unwrap_or_else(|| axis.past_last_window(s.input).unwrap());
+    // Per axis of the conv's padded grid, by naive loops: whether some tap `t` of some window
+    // `r` lands on cell `q = r·s + t·d`, and whether the cell is input (not padding).
+    let padded = s.input + 2 * s.padding;
+    let read: Vec<bool> = (0..padded)
+        .map(|q| (0..o).any(|r| (0..s.kernel).any(|t| r * s.stride + t * s.dilation == q)))
+        .collect();
+    let is_input = |q: usize| (s.padding..s.padding + s.input).contains(&q);
     assert_eq!(axis.conv_transpose_output_size(o, op), Some(n));
 
     // Per axis, how many (input cell, tap) pairs meet output cell `r`: for the conv, the taps
@@ -165,6 +176,32 @@ fn check(name: &str, s: Settings, o: usize, n: usize, inputs: [usize; 2], insert
             let taps = cells.filter(|&color| color == TAP_ON_INPUT).count();
             assert_eq!(taps, expected, "{what}: frame {f}, taps on input cells");
         }
+        // The conv's cells no tap reads are crossed out, red on input and orange on padding; the
+        // centre of a cell lies on its cross, and no tap ever covers such a cell.
+        if j == 0 {
+            let last = w.frames - 1;
+            let cell = usize::from(w.cell);
+            for row in 0..padded {
+                for col in 0..padded {
+                    let x = usize::from(w.in_origin.0) + col * cell + cell / 2;
+                    let y = usize::from(w.in_origin.1) + row * cell + cell / 2;
+                    let px = &gif.frames[last][(y * gif.width + x) * 4..];
+                    let got = (px[0], px[1], px[2]);
+                    let expected = match (read[row] && read[col], is_input(row) && is_input(col)) {
+                        (true, _) => None,
+                        (false, true) => Some(NEVER_READ),
+                        (false, false) => Some(PADDING_NEVER_READ),
+                    };
+                    match expected {
+                        Some(cross) => assert_eq!(got, cross, "{what}: cell ({row}, {col})"),
+                        None => assert!(
+                            ![NEVER_READ, PADDING_NEVER_READ].contains(&got),
+                            "{what}: read cell ({row}, {col}) is crossed out"
+                        ),
+                    }
+                }
+            }
+        }
         let [input, zeros, padding, hidden] = input_grid_census(&gif, w);
         assert_eq!((input, zeros, hidden), (inputs[j], inserted[j], 0), "{what}");
         assert_eq!(input + zeros + padding, w.in_side * w.in_side);
@@ -180,9 +217,10 @@ fn dumoulin_visin_padded_strided_conv_and_its_transpose() {
 }
 
 #[test]
-fn an_unread_cell_is_given_back_by_output_padding() {
-    // i = 6: (6 + 2 − 3) mod 2 = 1 cell never read, so output padding 1 returns 6 cells.
-    check("unread", settings(6, 3, 2, 1, 1), 3, 6, [36, 9], [0, 16]);
+fn the_cell_past_the_last_window_is_given_back_by_output_padding() {
+    // i = 6: (6 + 2 − 3) mod 2 = 1 cell past the last window, the right padding; output
+    // padding 1 returns 6 cells.
+    check("past_last_window", settings(6, 3, 2, 1, 1), 3, 6, [36, 9], [0, 16]);
     // An explicit output padding of 0 returns the smallest size, 5.
     let s = Settings {
         output_padding: Some(0),
@@ -207,16 +245,27 @@ fn padding_beyond_the_kernel_crops_the_stretched_input() {
 
 #[test]
 fn refused_settings_give_the_library_error_and_write_nothing() {
+    // The message names the flag and the value given, then the library's rule, and never the
+    // library function that refused (conv2d, conv_transpose_by_zero_insertion, ...).
     let cases = [
-        (settings(2, 5, 1, 0, 1), "smaller than the effective kernel"),
-        (settings(5, 3, 0, 1, 1), "stride"),
-        (settings(5, 0, 1, 1, 1), "kernel sizes must be at least 1"),
+        (
+            settings(2, 5, 1, 0, 1),
+            "--input 2: the input has shape [1, 1, 2, 2]: padded input size 2 is smaller than the effective kernel",
+        ),
+        (
+            settings(5, 3, 0, 1, 1),
+            "--stride 0: stride = [0, 0]: must be at least 1",
+        ),
+        (
+            settings(5, 0, 1, 1, 1),
+            "--kernel 0: the kernel has shape [1, 1, 0, 0]: kernel sizes must be at least 1",
+        ),
         (
             Settings {
                 output_padding: Some(2),
                 ..settings(5, 3, 2, 1, 1)
             },
-            "output_padding",
+            "--output-padding 2: output_padding = [2, 2]: must be smaller than",
         ),
         (settings(1000, 3, 1, 0, 1), "more than a picture can show"),
         (settings(60, 3, 1, 0, 1), "frames"),
@@ -225,6 +274,73 @@ fn refused_settings_give_the_library_error_and_write_nothing() {
         let dir = temp_dir(&format!("refused_{i}"));
         let err = write_gifs(&dir, &s, 100).unwrap_err().to_string();
         assert!(err.contains(message), "{s:?}: {err}");
+        for internal in [
+            "conv2d",
+            "conv_transpose",
+            "zero_insertion",
+            "conv_output_size",
+            "unread",
+        ] {
+            assert!(!err.contains(internal), "{s:?}: {err}");
+        }
         assert!(!dir.exists(), "{s:?} left files behind");
     }
+}
+
+#[test]
+fn the_caption_calls_padding_past_the_last_window_padding_and_every_input_cell_read() {
+    // animate --input 6 (its default padding 1): the cell past the last window is padding, and
+    // every input cell is read; the old caption said "the last row and column are never read".
+    let (lines, legend) = unread_captions(&settings(6, 3, 2, 1, 1)).unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("a = (i + 2p − k_e) mod s = 1:") && l.ends_with("window: padding (crossed orange)")),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"every input cell is read".to_string()), "{lines:?}");
+    assert!(legend.contains(&"padding never read".to_string()), "{legend:?}");
+    assert!(!legend.contains(&"input never read".to_string()), "{legend:?}");
+    // Without padding the same cell is input.
+    let (lines, legend) = unread_captions(&settings(6, 3, 2, 0, 1)).unwrap();
+    assert!(lines.iter().any(|l| l.ends_with("window: input")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("input row and column 5 (from 0)")),
+        "{lines:?}"
+    );
+    assert!(legend.contains(&"input never read".to_string()), "{legend:?}");
+    // Nothing unread: no line about it but "every input cell is read", no cross in the legend.
+    let (lines, legend) = unread_captions(&settings(5, 3, 2, 1, 1)).unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(!legend.iter().any(|l| l.contains("never read")), "{legend:?}");
+}
+
+#[test]
+fn dilation_leaves_input_cells_between_taps_unread() {
+    // i = 8, k = 4, s = 3, p = 1, d = 2 (the guide's case): nothing lies past the last window
+    // (a = 0), yet input rows and columns 0 and 7 fall between taps.
+    let (lines, legend) = unread_captions(&settings(8, 4, 3, 1, 2)).unwrap();
+    assert!(!lines.iter().any(|l| l.starts_with("a = ")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("input rows and columns 0, 7 (from 0) are never read")),
+        "{lines:?}"
+    );
+    assert!(legend.contains(&"input never read".to_string()), "{legend:?}");
+    assert!(legend.contains(&"padding never read".to_string()), "{legend:?}");
+    // Its transposed picture has 64 frames, too many for the size budget of `check`; a smaller
+    // case, drawn and decoded: i = 7, k = 2, s = 3, p = 1, d = 2 reads padded cells 0 2, 3 5 and
+    // 6 8 of 9 (a = 0), so input cells 0, 3 and 6 are never read. The transposed conv of the
+    // 3×3 output gives back (3 − 1)·3 + 3 − 2 = 7; its 3×3 input is stretched to 7×7 with 40
+    // inserted zeros.
+    let s = settings(7, 2, 3, 1, 2);
+    let (lines, _) = unread_captions(&s).unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("input rows and columns 0, 3, 6 (from 0) are never read")),
+        "{lines:?}"
+    );
+    check("dilated_unread", s, 3, 7, [49, 9], [0, 40]);
 }

@@ -21,6 +21,9 @@ use adjoint::plot::image_grid;
 use clap::Parser;
 use ndarray::{Array2, s};
 
+#[path = "user_error.rs"]
+mod user_error;
+
 /// Count how evenly transposed convs and resize-convs cover their output.
 #[derive(Parser, Debug)]
 struct Args {
@@ -82,8 +85,9 @@ struct Pair {
 fn count(size: usize, k: usize, st: usize) -> Result<Pair, Box<dyn std::error::Error>> {
     let (mut ratios, mut rows) = (Vec::new(), Vec::new());
     for layers in LAYERS {
-        let transposed = coverage(size, k, st, layers, Upsampling::Transposed)?;
-        let resized = coverage(size, k, st, layers, Upsampling::ResizeConv)?;
+        let user_terms = |e: adjoint::Error| user_error::in_flag_terms(&e, &[("size", "--size", size)]);
+        let transposed = coverage(size, k, st, layers, Upsampling::Transposed).map_err(user_terms)?;
+        let resized = coverage(size, k, st, layers, Upsampling::ResizeConv).map_err(user_terms)?;
         // One window for both maps, so the two images of a row compare cell by cell.
         let w = interior_side(&transposed, k, st, layers)
             .min(interior_side(&resized, k, st, layers))

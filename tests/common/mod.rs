@@ -119,9 +119,14 @@ impl Case {
         self.transpose_options_with(self.axes.iter().map(|a| a.output_padding).collect())
     }
     /// The transposed conv that is the exact adjoint of `conv_options` on `x_shape`
-    /// (output padding = the cells the conv never reads).
+    /// (output padding = the cells of the padded input past the conv's last window).
     pub fn adjoint_options(&self) -> ConvTransposeOptions {
-        self.transpose_options_with(self.axes.iter().map(|a| a.geometry.unread(a.i).unwrap()).collect())
+        self.transpose_options_with(
+            self.axes
+                .iter()
+                .map(|a| a.geometry.past_last_window(a.i).unwrap())
+                .collect(),
+        )
     }
     fn transpose_options_with(&self, output_padding: Vec<usize>) -> ConvTransposeOptions {
         ConvTransposeOptions::new()

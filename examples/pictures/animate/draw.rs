@@ -19,6 +19,9 @@ use adjoint::ops::conv::{AxisGeometry, ConvOptions, ConvTransposeOptions, conv2d
 use ndarray::{ArrayD, IxDyn};
 use plotters::prelude::*;
 
+#[path = "../user_error.rs"]
+mod user_error;
+
 /// Any failure: the library refusing a setting (its own message), a setting too large to draw,
 /// a drawing or encoding failure, or a failed write.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -36,8 +39,9 @@ pub struct Settings {
     pub padding: usize,
     /// Dilation `d`.
     pub dilation: usize,
-    /// The transposed conv's output padding. `None` takes `unread(i)`, the one that makes the
-    /// transposed conv return exactly the conv's input size, so the two pictures are a pair.
+    /// The transposed conv's output padding. `None` takes `past_last_window(i)`, the one that
+    /// makes the transposed conv return exactly the conv's input size, so the two pictures are a
+    /// pair.
     pub output_padding: Option<usize>,
 }
 
@@ -107,8 +111,9 @@ struct Plan {
     /// Kind of each cell along one axis of the drawn input grid; the grid is square, and a 2-D
     /// cell is input only if both its row and its column are (see [`cell_kind`]).
     axis: Vec<Kind>,
-    /// Trailing cells of each axis that no kernel position reaches (the conv's `unread`).
-    unread: usize,
+    /// Whether some tap lands on each cell of the axis (a 2-D cell is read when its row and
+    /// its column are); cells no tap reads are crossed out. All read in the transposed view.
+    read: Vec<bool>,
     /// Side of the output grid.
     out: usize,
     /// How far the kernel moves between neighbouring output cells: `s` for the conv, 1 for
@@ -174,27 +179,28 @@ fn conv_plan(s: &Settings) -> Result<Plan, Error> {
         tape.constant(numbered_kernel(k)?),
         None,
         &ConvOptions::new().stride(st).padding(p).dilation(d),
-    )?;
+    )
+    .map_err(|e| user_error::in_flag_terms(&e, &flags(s)))?;
     let axis = AxisGeometry::new(k, st, p, d);
-    let o = axis
-        .conv_output_size(i)
-        .ok_or("conv_output_size: the kernel does not fit")?;
+    // Defined whenever conv2d accepted the settings.
+    let defined = || format!("no {k}×{k} kernel window fits the input of {i} padded by {p}");
+    let o = axis.conv_output_size(i).ok_or_else(defined)?;
     if y.shape()[2..] != [o, o] {
-        return Err(format!("conv2d gave {:?} but conv_output_size gave {o}", y.shape()).into());
+        return Err(format!("conv2d gave {:?} but the geometry {o}", y.shape()).into());
     }
     frames_ok(o)?;
-    let unread = axis.unread(i).ok_or("unread: the kernel does not fit")?;
+    let unread_cells = axis.unread_cells(i).ok_or_else(defined)?;
+    let unread_inputs = axis.unread_inputs(i).ok_or_else(defined)?;
     let mut subtitle = vec![format!(
         "one frame per output cell: the kernel (k_e = d(k−1)+1 = {}) moves {st} cell{} at a time",
         axis.effective_kernel(),
         if st == 1 { "" } else { "s" }
     )];
-    if unread > 0 {
-        subtitle.push(format!(
-            "(i + 2p − k_e) mod s = {unread}: the last {unread} row{0} and column{0} are never read",
-            if unread == 1 { "" } else { "s" }
-        ));
-    }
+    subtitle.extend(unread_lines(
+        axis.past_last_window(i).ok_or_else(defined)?,
+        p,
+        &unread_inputs,
+    ));
     Ok(Plan {
         title: format!("conv: i={i} k={k} s={st} p={p} d={d} → o={o}"),
         subtitle,
@@ -207,7 +213,7 @@ fn conv_plan(s: &Settings) -> Result<Plan, Error> {
                 }
             })
             .collect(),
-        unread,
+        read: (0..i + 2 * p).map(|q| !unread_cells.contains(&q)).collect(),
         out: o,
         step: st,
         kernel: k,
@@ -226,7 +232,12 @@ fn conv_transpose_plan(s: &Settings) -> Result<Plan, Error> {
     let conv = conv_plan(s)?;
     let o = conv.out;
     let axis = AxisGeometry::new(k, st, p, d);
-    let op = s.output_padding.unwrap_or(conv.unread);
+    let op = match s.output_padding {
+        Some(op) => op,
+        None => axis
+            .past_last_window(s.input)
+            .ok_or("no kernel window fits the padded input")?,
+    };
     // Sized by the geometry first, so that a too-large picture fails before any allocation.
     if let Some(n) = axis.conv_transpose_output_size(o, op) {
         frames_ok(n)?;
@@ -244,10 +255,11 @@ fn conv_transpose_plan(s: &Settings) -> Result<Plan, Error> {
         .padding(p)
         .dilation(d)
         .output_padding(op);
-    let steps = conv_transpose_by_zero_insertion(&x, &numbered_kernel(k)?, &opts)?;
+    let steps = conv_transpose_by_zero_insertion(&x, &numbered_kernel(k)?, &opts)
+        .map_err(|e| user_error::in_flag_terms(&e, &flags(s)))?;
     let n = axis
         .conv_transpose_output_size(o, op)
-        .ok_or("conv_transpose_output_size: the output would be empty")?;
+        .ok_or("the transposed conv's output would be empty: pick a smaller --padding")?;
     if steps.y.shape()[2..] != [n, n] {
         return Err(format!(
             "the zero-insertion view gave {:?} but the geometry {n}",
@@ -287,8 +299,8 @@ fn conv_transpose_plan(s: &Settings) -> Result<Plan, Error> {
             ),
             "and the kernel flipped: its tap numbers run backwards".to_string(),
         ],
+        read: vec![true; axis_kinds.len()],
         axis: axis_kinds,
-        unread: 0,
         out: n,
         step: 1,
         kernel: k,
@@ -309,6 +321,73 @@ fn cell_kind(row: Kind, col: Kind) -> Kind {
     }
 }
 
+/// The kinds of the cells no tap reads (crossed out), for the legend.
+fn unread_kinds(plan: &Plan) -> Vec<Kind> {
+    let mut kinds = Vec::new();
+    for (&row, &row_read) in plan.axis.iter().zip(&plan.read) {
+        for (&col, &col_read) in plan.axis.iter().zip(&plan.read) {
+            let kind = cell_kind(row, col);
+            let unread = !(row_read && col_read);
+            if unread && !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+    }
+    kinds
+}
+
+/// The caption lines on what the conv never reads, per axis (rows and columns alike): the `a`
+/// cells of the padded input past the last window (padding first, then input), and the input
+/// cells no tap reads, which with dilation can lie anywhere.
+fn unread_lines(a: usize, p: usize, unread_inputs: &[usize]) -> Vec<String> {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let mut lines = Vec::new();
+    if a > 0 {
+        let what = if a <= p {
+            "padding (crossed orange)".to_string()
+        } else if p == 0 {
+            "input".to_string()
+        } else {
+            format!("{} of input, then the {p} of padding", a - p)
+        };
+        lines.push(format!(
+            "a = (i + 2p − k_e) mod s = {a}: the last {a} padded row{0} and column{0} lie past the last window: {what}",
+            plural(a)
+        ));
+    }
+    if unread_inputs.is_empty() {
+        lines.push("every input cell is read".to_string());
+    } else {
+        let list: Vec<String> = unread_inputs.iter().map(|j| j.to_string()).collect();
+        lines.push(format!(
+            "input row{0} and column{0} {1} (from 0) are never read (crossed red): no tap lands on them",
+            plural(unread_inputs.len()),
+            list.join(", ")
+        ));
+    }
+    lines
+}
+
+/// What the conv's picture says about the cells it never reads: its caption lines and legend
+/// labels, for the tests.
+pub fn unread_captions(s: &Settings) -> Result<(Vec<String>, Vec<String>), Error> {
+    let plan = conv_plan(s)?;
+    let legend = layout(&plan)?.legend.into_iter().map(|(_, label)| label).collect();
+    Ok((plan.subtitle, legend))
+}
+
+/// The library's names for the settings, with the flags that set them and their values.
+fn flags(s: &Settings) -> [(&'static str, &'static str, usize); 6] {
+    [
+        ("x", "--input", s.input),
+        ("w", "--kernel", s.kernel),
+        ("stride", "--stride", s.stride),
+        ("padding", "--padding", s.padding),
+        ("dilation", "--dilation", s.dilation),
+        ("output_padding", "--output-padding", s.output_padding.unwrap_or(0)),
+    ]
+}
+
 // Dumoulin & Visin's colours: blue input, white dashed padding, cyan output, a dark kernel.
 const INPUT: RGBColor = RGBColor(110, 160, 225);
 const INSERTED: RGBColor = RGBColor(222, 222, 222);
@@ -322,8 +401,9 @@ const OUT_DONE: RGBColor = RGBColor(130, 215, 200);
 const OUT_CURRENT: RGBColor = RGBColor(20, 140, 125);
 const TEXT: RGBColor = RGBColor(20, 20, 20);
 const NEVER_READ: RGBColor = RGBColor(200, 60, 60);
+const PADDING_NEVER_READ: RGBColor = RGBColor(235, 150, 40);
 /// Every colour above, so the GIF palette holds each one exactly.
-const NAMED: [RGBColor; 14] = [
+const NAMED: [RGBColor; 15] = [
     WHITE,
     INPUT,
     INSERTED,
@@ -337,6 +417,7 @@ const NAMED: [RGBColor; 14] = [
     OUT_CURRENT,
     TEXT,
     NEVER_READ,
+    PADDING_NEVER_READ,
     BLACK,
 ];
 
@@ -369,7 +450,8 @@ enum Swatch {
     Tap,
     Done,
     Current,
-    NeverRead,
+    /// The cross on a cell of this kind that no tap reads.
+    NeverRead(Kind),
 }
 
 fn layout(plan: &Plan) -> Result<Layout, Error> {
@@ -397,8 +479,13 @@ fn layout(plan: &Plan) -> Result<Layout, Error> {
         legend.push((Swatch::Cell(Kind::Inserted), "inserted zero".to_string()));
     }
     legend.push((Swatch::Tap, "kernel tap".to_string()));
-    if plan.unread > 0 {
-        legend.push((Swatch::NeverRead, "never read".to_string()));
+    for (kind, swatch, label) in [
+        (Kind::Input, Swatch::NeverRead(Kind::Input), "input never read"),
+        (Kind::Padding, Swatch::NeverRead(Kind::Padding), "padding never read"),
+    ] {
+        if unread_kinds(plan).contains(&kind) {
+            legend.push((swatch, label.to_string()));
+        }
     }
     legend.push((Swatch::Done, "computed".to_string()));
     legend.push((Swatch::Current, "this frame".to_string()));
@@ -565,9 +652,16 @@ fn draw_cell(area: &Area, rect: [(i32, i32); 2], kind: Kind) -> Result<(), Error
     Ok(())
 }
 
-fn draw_never_read(area: &Area, [(x0, y0), (x1, y1)]: [(i32, i32); 2]) -> Result<(), Error> {
+/// A cross over a cell no tap reads: red on an input cell (a value the conv ignores, whose
+/// gradient is always 0), orange on padding (a zero never multiplied).
+fn draw_never_read(area: &Area, [(x0, y0), (x1, y1)]: [(i32, i32); 2], kind: Kind) -> Result<(), Error> {
     let inset = (x1 - x0) / 4;
-    let style = NEVER_READ.stroke_width(2);
+    let color = if kind == Kind::Input {
+        NEVER_READ
+    } else {
+        PADDING_NEVER_READ
+    };
+    let style = color.stroke_width(2);
     area.draw(&PathElement::new(
         vec![(x0 + inset, y0 + inset), (x1 - inset, y1 - inset)],
         style,
@@ -605,14 +699,13 @@ fn draw_shapes(area: &Area, plan: &Plan, lay: &Layout, frame: usize, labels: &mu
         labels.push(Label::new(line, (MARGIN, y + text_mid), TEXT_SIZE));
     }
 
-    let side = plan.axis.len();
     let cell = lay.cell;
     for (r, &row) in plan.axis.iter().enumerate() {
         for (c, &col) in plan.axis.iter().enumerate() {
             let rect = square(lay.grid, cell, r, c);
             draw_cell(area, rect, cell_kind(row, col))?;
-            if r >= side - plan.unread || c >= side - plan.unread {
-                draw_never_read(area, rect)?;
+            if !(plan.read[r] && plan.read[c]) {
+                draw_never_read(area, rect, cell_kind(row, col))?;
             }
         }
     }
@@ -694,7 +787,10 @@ fn draw_shapes(area: &Area, plan: &Plan, lay: &Layout, frame: usize, labels: &mu
             Swatch::Tap => area.draw(&Rectangle::new(rect, TAP_ON_INPUT.filled()))?,
             Swatch::Done => area.draw(&Rectangle::new(rect, OUT_DONE.filled()))?,
             Swatch::Current => area.draw(&Rectangle::new(rect, OUT_CURRENT.filled()))?,
-            Swatch::NeverRead => draw_never_read(area, [(x - 2, y - 2), (x + SWATCH + 2, y + SWATCH + 2)])?,
+            Swatch::NeverRead(kind) => {
+                draw_cell(area, rect, *kind)?;
+                draw_never_read(area, [(x - 2, y - 2), (x + SWATCH + 2, y + SWATCH + 2)], *kind)?
+            }
         }
         labels.push(Label::new(label, (x + SWATCH + 6, y + SWATCH / 2), TEXT_SIZE));
         x += SWATCH + 6 + text_width(label, TEXT_SIZE, false)? + 18;

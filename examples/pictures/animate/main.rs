@@ -6,11 +6,13 @@
 //! cargo run --release --example animate -- --input 7 --kernel 3 --dilation 2 --stride 1
 //! ```
 //!
-//! Writes `conv.gif` (the kernel's taps sliding over the padded input, the output filling in)
+//! Writes `conv.gif` (the kernel's taps sliding over the padded input, the output filling in,
+//! and the cells no tap reads crossed out: red on input, orange on padding)
 //! and `conv_transpose.gif` (the transposed conv of the conv's output, drawn as a stride-1 conv
 //! over the input stretched by inserted zeros, padded by `d(k−1)−p`, with the kernel flipped).
 //! Every position comes from `adjoint::ops::conv::geometry` and the zero-insertion view, so any
-//! setting the library accepts can be drawn; a setting it refuses prints its error.
+//! setting the library accepts can be drawn; a setting it refuses prints the rule it breaks,
+//! naming the flag.
 
 mod draw;
 
@@ -58,7 +60,13 @@ fn run(args: &Args) -> Result<(), draw::Error> {
         dilation: args.dilation,
         output_padding: args.output_padding,
     };
-    for (path, w) in draw::write_gifs(&args.out_dir, &settings, args.frame_ms)? {
+    let written = draw::write_gifs(&args.out_dir, &settings, args.frame_ms)?;
+    // What conv.gif says, and crosses out, about the cells the conv never reads.
+    let (captions, _) = draw::unread_captions(&settings)?;
+    for line in &captions[1..] {
+        println!("conv: {line}");
+    }
+    for (path, w) in written {
         println!(
             "wrote {} ({} frames = {}×{} output cells, {}×{} px, {:.0} KB)",
             path.display(),

@@ -10,9 +10,17 @@
 //! ```
 //!
 //! The floor makes the conv many-to-one: the `s` sizes `i, i+1, …, i+s−1` starting at the
-//! smallest one give the same `o`. `a = (i + p_b + p_a − k_e) mod s` counts the cells at the
-//! end of the padded input past the last window; a transposed conv with `op = a` returns
-//! exactly size `i`. That is how the backward of a conv gets its input's size back.
+//! smallest one give the same `o`. `a = (i + p_b + p_a − k_e) mod s`
+//! ([`AxisGeometry::past_last_window`]) counts the cells at the end of the *padded* input past
+//! the last window — padding cells when `p_a ≥ a`, input cells only beyond the padding; a
+//! transposed conv with `op = a` returns exactly size `i`. That is how the backward of a conv
+//! gets its input's size back.
+//!
+//! Which *input* cells the conv never reads is a different question: with padding the trailing
+//! cells are padding, and with dilation (or a stride longer than the effective kernel) input
+//! cells can fall between taps anywhere. [`AxisGeometry::unread_inputs`] lists them — the zero
+//! columns of the conv's matrix `A` — and [`AxisGeometry::unread_cells`] every cell of the
+//! padded input no tap lands on.
 //!
 //! Every formula is computed exactly (in `u128`): a size that does not fit comes back as
 //! `None`, never wrapped, and the ops refuse it with an error naming the setting. Extents are
@@ -159,12 +167,72 @@ impl AxisGeometry {
         full.checked_sub(cropped).filter(|&n| n >= 1).and_then(narrow)
     }
 
-    /// `(i + p_b + p_a − k_e) mod s`: the cells at the end of the *padded* input past the
-    /// last window (padding or input), and the output padding that recovers `i`.
-    /// `None` if the conv is not defined for `i`.
-    pub fn unread(&self, i: usize) -> Option<usize> {
+    /// `a = (i + p_b + p_a − k_e) mod s`: the number of cells at the end of the *padded* input
+    /// past the end of the last window, and the output padding that makes the transposed conv
+    /// return exactly `i`. `None` if the conv is not defined for `i`.
+    ///
+    /// These cells are padding first (the last `p_a` cells of the padded input), input only
+    /// when `a > p_a`. And they are not all the cells the conv never reads: with dilation, or a
+    /// stride longer than the effective kernel, cells between taps are skipped too. For those,
+    /// see [`unread_cells`](Self::unread_cells) (padding and input) and
+    /// [`unread_inputs`](Self::unread_inputs) (input only).
+    ///
+    /// ```
+    /// use adjoint::ops::conv::AxisGeometry;
+    /// // i = 6, k = 3, s = 2, p = 1: windows over padded cells 0..3, 2..5, 4..7 of 8, so the
+    /// // last cell, 7, is past the last window — and it is padding: every input cell is read.
+    /// let g = AxisGeometry::new(3, 2, 1, 1);
+    /// assert_eq!(g.past_last_window(6), Some(1));
+    /// assert_eq!(g.unread_cells(6), Some(vec![7]));
+    /// assert_eq!(g.unread_inputs(6), Some(vec![]));
+    /// ```
+    pub fn past_last_window(&self, i: usize) -> Option<usize> {
         self.conv_output_size(i)?;
         narrow((self.padded(i) - self.span()) % wide(self.stride))
+    }
+
+    /// Every cell of the padded input (positions `0 .. i + p_b + p_a`, the input at
+    /// `p_b .. p_b + i`) that no tap of any window lands on, ascending. Its trailing run is the
+    /// [`past_last_window`](Self::past_last_window) cells; the rest fall between taps. `None`
+    /// if the conv is not defined for `i` or the padded input exceeds [`MAX_EXTENT`].
+    ///
+    /// Walks every cell and tap, `O((i + p_b + p_a)·k)`: meant for the small axes of the
+    /// teaching views.
+    pub fn unread_cells(&self, i: usize) -> Option<Vec<usize>> {
+        let o = self.conv_output_size(i)?;
+        let padded = self.padded_size(i)?;
+        Some((0..padded).filter(|&q| !self.is_read(wide(q), o)).collect())
+    }
+
+    /// The input cells `j` (`0 ≤ j < i`) that no tap of any window reads: the zero columns of
+    /// the conv's matrix `A` (for a kernel with no zero tap), whose entries of `∂L/∂x` are
+    /// always 0. `None` if the conv is not defined for `i`.
+    ///
+    /// Walks every input cell and tap, `O(i·k)`: meant for the small axes of the teaching views.
+    ///
+    /// ```
+    /// use adjoint::ops::conv::AxisGeometry;
+    /// // i = 8, k = 4, s = 3, p = 1, d = 2: taps at padded cells 0 2 4 6 and 3 5 7 9, so input
+    /// // cells 0 and 7 (padded 1 and 8) are never read, although no cell is past the last window.
+    /// let g = AxisGeometry::new(4, 3, 1, 2);
+    /// assert_eq!(g.past_last_window(8), Some(0));
+    /// assert_eq!(g.unread_inputs(8), Some(vec![0, 7]));
+    /// ```
+    pub fn unread_inputs(&self, i: usize) -> Option<Vec<usize>> {
+        let o = self.conv_output_size(i)?;
+        let before = self.pad_before;
+        Some((0..i).filter(|&j| !self.is_read(wide(j) + wide(before), o)).collect())
+    }
+
+    /// Whether some tap `t < k` of some window `w < o` lands on padded position `q`:
+    /// `q = w·s + t·d`.
+    fn is_read(&self, q: u128, o: usize) -> bool {
+        let (s, d) = (wide(self.stride.max(1)), wide(self.dilation.max(1)));
+        let taps = (q / d + 1).min(wide(self.kernel));
+        (0..taps).any(|t| {
+            let start = q - t * d;
+            start.is_multiple_of(s) && start / s < wide(o)
+        })
     }
 
     /// Every input size the conv maps to output size `o` (the many-to-one relation): `s`
@@ -299,7 +367,7 @@ mod tests {
                         let ax = AxisGeometry::new(k, s, p, d);
                         for i in 1..20 {
                             let Some(o) = ax.conv_output_size(i) else { continue };
-                            let a = ax.unread(i).unwrap();
+                            let a = ax.past_last_window(i).unwrap();
                             assert_eq!(ax.conv_transpose_output_size(o, a), Some(i));
                             assert!(ax.conv_input_sizes(o).unwrap().contains(&i));
                             for j in ax.conv_input_sizes(o).unwrap() {

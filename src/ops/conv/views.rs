@@ -34,7 +34,8 @@ use crate::tape::Tape;
 /// use adjoint::ops::conv::{views::conv_matrix, ConvOptions};
 /// use ndarray::{arr2, ArrayD};
 ///
-/// // x = [a..g], kernel [x, y, z] = [1, 2, 3], stride 2: rows [x y z 0 0 0 0], [0 0 x y z 0 0], ...
+/// // x = [a..g], kernel w = [w0, w1, w2] = [1, 2, 3], stride 2: rows [w0 w1 w2 0 0 0 0],
+/// // [0 0 w0 w1 w2 0 0], ...
 /// let w = ArrayD::from_shape_vec(vec![1, 1, 3], vec![1.0, 2.0, 3.0]).unwrap();
 /// let a = conv_matrix(&w, &[1, 7], &ConvOptions::new().stride(2))?;
 /// assert_eq!(a, arr2(&[[1.0, 2.0, 3.0, 0.0, 0.0, 0.0, 0.0],
