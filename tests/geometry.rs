@@ -1139,3 +1139,19 @@ fn the_guides_worked_tensorflow_sizes() {
         Some(2 * 2 - 2 + 2 + 1 + 1)
     );
 }
+
+/// The cell-by-cell walks answer `None` on sizes too large to walk, at once, instead of running
+/// for hours (and still answer just below the bound).
+#[test]
+fn unread_walks_refuse_huge_axes() {
+    use adjoint::ops::conv::geometry::MAX_UNREAD_WALK;
+    let g = AxisGeometry::new(3, 2, 1, 1);
+    let start = std::time::Instant::now();
+    assert_eq!(g.unread_inputs(usize::MAX / 4), None);
+    assert_eq!(g.unread_cells(usize::MAX / 4), None);
+    let wide_kernel = AxisGeometry::new(MAX_UNREAD_WALK, 1, 0, 1);
+    assert_eq!(wide_kernel.unread_inputs(MAX_UNREAD_WALK + 1), None);
+    assert!(start.elapsed().as_secs() < 1);
+    let i = MAX_UNREAD_WALK / 3;
+    assert_eq!(g.unread_inputs(i), Some(vec![]));
+}

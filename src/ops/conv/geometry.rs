@@ -33,6 +33,12 @@ use std::ops::{Range, RangeInclusive};
 /// the padded extent, so with this bound none of the kernels' index arithmetic can wrap.
 pub const MAX_EXTENT: usize = isize::MAX as usize;
 
+/// The most cell-and-tap steps [`AxisGeometry::unread_cells`] and
+/// [`AxisGeometry::unread_inputs`] take (2^26, well under a second): they walk every cell, for
+/// the small axes of the teaching views, and answer `None` beyond it instead of running for
+/// hours on a huge size.
+pub const MAX_UNREAD_WALK: usize = 1 << 26;
+
 /// One spatial axis of a convolution, described as the conv sees it (input → output).
 /// The transposed conv with the same settings maps the other way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,10 +203,12 @@ impl AxisGeometry {
     /// if the conv is not defined for `i` or the padded input exceeds [`MAX_EXTENT`].
     ///
     /// Walks every cell and tap, `O((i + p_b + p_a)·k)`: meant for the small axes of the
-    /// teaching views.
+    /// teaching views, and `None` (rather than a walk of hours) when that product exceeds
+    /// [`MAX_UNREAD_WALK`].
     pub fn unread_cells(&self, i: usize) -> Option<Vec<usize>> {
         let o = self.conv_output_size(i)?;
         let padded = self.padded_size(i)?;
+        self.walk_allowed(padded)?;
         Some((0..padded).filter(|&q| !self.is_read(wide(q), o)).collect())
     }
 
@@ -208,7 +216,8 @@ impl AxisGeometry {
     /// the conv's matrix `A` (for a kernel with no zero tap), whose entries of `∂L/∂x` are
     /// always 0. `None` if the conv is not defined for `i`.
     ///
-    /// Walks every input cell and tap, `O(i·k)`: meant for the small axes of the teaching views.
+    /// Walks every input cell and tap, `O(i·k)`: meant for the small axes of the teaching views,
+    /// and `None` (rather than a walk of hours) when that product exceeds [`MAX_UNREAD_WALK`].
     ///
     /// ```
     /// use adjoint::ops::conv::AxisGeometry;
@@ -220,8 +229,14 @@ impl AxisGeometry {
     /// ```
     pub fn unread_inputs(&self, i: usize) -> Option<Vec<usize>> {
         let o = self.conv_output_size(i)?;
+        self.walk_allowed(i)?;
         let before = self.pad_before;
         Some((0..i).filter(|&j| !self.is_read(wide(j) + wide(before), o)).collect())
+    }
+
+    /// `Some(())` if walking `cells` cells and every tap stays within [`MAX_UNREAD_WALK`] steps.
+    fn walk_allowed(&self, cells: usize) -> Option<()> {
+        (wide(cells) * wide(self.kernel) <= wide(MAX_UNREAD_WALK)).then_some(())
     }
 
     /// Whether some tap `t < k` of some window `w < o` lands on padded position `q`:
