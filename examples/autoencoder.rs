@@ -21,13 +21,13 @@ use std::time::Instant;
 
 mod common;
 
-use adjoint::data::{Dataset, load_mnist_dir, synthetic_shapes};
+use adjoint::data::Dataset;
 use adjoint::nn::{Module, io};
 use adjoint::optim::Adam;
 use adjoint::plot::{image_grid, loss_curves};
 use adjoint::train::{conv_autoencoder, mean_image_mse, reconstruct, reconstruction_mse, train_autoencoder_epoch};
 use clap::Parser;
-use common::{count, epoch_bar, existing, exit_code, learning_rate, out_dir, publish};
+use common::{count, epoch_bar, existing, exit_code, image_splits, learning_rate, out_dir, publish};
 use ndarray::{Array2, ArrayD, Axis, Ix2, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -84,28 +84,6 @@ struct Args {
     /// Skip training: load these weights and report the validation loss.
     #[arg(long, value_parser = existing("file", Path::is_file))]
     eval: Option<PathBuf>,
-}
-
-fn load_data(args: &Args) -> Result<(Dataset, Dataset), Box<dyn Error>> {
-    let all = match &args.data_dir {
-        Some(dir) => {
-            let all = load_mnist_dir(dir)?;
-            // The images after the first --train-size validate: some must be left.
-            if args.train_size >= all.len() {
-                return Err(format!(
-                    "--train-size = {}: must be less than the {} images in {}, to leave some to validate on",
-                    args.train_size,
-                    all.len(),
-                    dir.display()
-                )
-                .into());
-            }
-            all
-        }
-        // Both sizes are at most MAX_IMAGES, so the sum cannot overflow.
-        None => synthetic_shapes(args.train_size + args.val_size, 28, args.seed)?,
-    };
-    Ok(all.split_at(args.train_size)?)
 }
 
 /// Trains `model` for `--epochs` epochs with a progress bar; returns the training and
@@ -201,16 +179,7 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     // Every flag is checked here, by its parser, before any work.
     let args = Args::parse();
-    let (train_set, val) = load_data(&args)?;
-    let source = args
-        .data_dir
-        .as_ref()
-        .map_or("synthetic shapes".into(), |d| d.display().to_string());
-    println!(
-        "data: {source}: {} training, {} validation images",
-        train_set.len(),
-        val.len()
-    );
+    let (train_set, val) = image_splits(args.data_dir.as_deref(), args.train_size, args.val_size, args.seed)?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut model = conv_autoencoder::<f32>(args.latent, &mut rng)?;
     println!("model: {} parameters", model.parameter_count());

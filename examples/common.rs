@@ -9,6 +9,8 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use adjoint::data::{Dataset, load_mnist_dir, synthetic_shapes};
+use adjoint::models::Upsampling;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -161,4 +163,72 @@ impl StepTimes {
     pub fn extend(&mut self, other: &StepTimes) {
         self.0.extend_from_slice(&other.0);
     }
+}
+
+/// How the decoder upsamples, as a flag.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsample {
+    /// A stride-2 transposed convolution (the U-Net's `ConvTranspose2d(k = 2, s = 2)`, the
+    /// VAE's `k = 4, s = 2, p = 1`).
+    Transposed,
+    /// A nearest resize followed by a 3×3 convolution (Distill's fix for checkerboards).
+    Resize,
+}
+
+impl From<Upsample> for Upsampling {
+    fn from(u: Upsample) -> Upsampling {
+        match u {
+            Upsample::Transposed => Upsampling::Transposed,
+            Upsample::Resize => Upsampling::Resize,
+        }
+    }
+}
+
+impl std::fmt::Display for Upsample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Upsample::Transposed => "transposed-conv",
+            Upsample::Resize => "resize-conv",
+        })
+    }
+}
+
+/// The training and validation images of a 28×28 image example (the autoencoder, the VAE):
+/// with `data_dir`, its MNIST-format images, the first `train_size` to train and the rest to
+/// validate; without, `train_size + val_size` synthetic shapes made from `seed`, split the same
+/// way. Prints `data: <source>: <n> training, <m> validation images`, the first line of work.
+///
+/// # Errors
+/// An unreadable directory or file, or a `train_size` that leaves no image to validate.
+pub fn image_splits(
+    data_dir: Option<&Path>,
+    train_size: usize,
+    val_size: usize,
+    seed: u64,
+) -> Result<(Dataset, Dataset), Box<dyn Error>> {
+    let all = match data_dir {
+        Some(dir) => {
+            let all = load_mnist_dir(dir)?;
+            // The images after the first --train-size validate: some must be left.
+            if train_size >= all.len() {
+                return Err(format!(
+                    "--train-size = {train_size}: must be less than the {} images in {}, to leave some to validate on",
+                    all.len(),
+                    dir.display()
+                )
+                .into());
+            }
+            all
+        }
+        // Both sizes are at most a million (the examples' flags), so the sum cannot overflow.
+        None => synthetic_shapes(train_size + val_size, 28, seed)?,
+    };
+    let (train, val) = all.split_at(train_size)?;
+    let source = data_dir.map_or("synthetic shapes".into(), |d| d.display().to_string());
+    println!(
+        "data: {source}: {} training, {} validation images",
+        train.len(),
+        val.len()
+    );
+    Ok((train, val))
 }
