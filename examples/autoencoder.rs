@@ -27,18 +27,11 @@ use adjoint::optim::Adam;
 use adjoint::plot::{image_grid, loss_curves};
 use adjoint::train::{conv_autoencoder, mean_image_mse, reconstruct, reconstruction_mse, train_autoencoder_epoch};
 use clap::Parser;
-use common::{count, epoch_bar, existing, exit_code, image_splits, learning_rate, out_dir, publish};
+use common::{ImageArgs, count, epoch_bar, existing, exit_code, out_dir, publish};
 use ndarray::{Array2, ArrayD, Axis, Ix2, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-/// The most images `--train-size` or `--val-size` may ask for: more than any MNIST-format set
-/// holds (EMNIST ByClass: 814,255). A synthetic image takes 3 KiB as `f32`, so the largest
-/// synthetic set, 2,000,000 images, takes 6 GB, twice (whole, then split).
-const MAX_IMAGES: usize = 1_000_000;
-/// The largest `--batch-size`: a training step holds about 220 KB per image (activations, the
-/// unrolled inputs of the convolutions, gradients; measured: 0.9 GB at 4,096 images).
-const MAX_BATCH_SIZE: usize = 4096;
 /// The largest `--latent`: the code squeezes a 28×28 image, 784 pixels, and a longer code would
 /// not squeeze it (the two layers next to the code grow by 12 KB of weights per code value).
 const MAX_LATENT: usize = 28 * 28;
@@ -51,30 +44,8 @@ const RECONSTRUCTIONS_PNG: &str = "reconstructions.png";
 /// Train a convolutional autoencoder and draw what it learned.
 #[derive(Parser, Debug)]
 struct Args {
-    /// Passes over the training set (at least 1).
-    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
-    epochs: usize,
-    /// Images per optimizer step (1 to 4096).
-    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = count(1, MAX_BATCH_SIZE))]
-    batch_size: usize,
-    /// Adam's learning rate (a finite number > 0).
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true, value_parser = learning_rate)]
-    lr: f64,
-    /// Seed of the initial weights, the synthetic data and the shuffling: the same seed gives the
-    /// same run, bit for bit.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Directory with MNIST-format IDX files (train-* or t10k-*, raw or .gz); the first
-    /// `--train-size` images train, the rest validate. Without it, synthetic shapes are used.
-    #[arg(long, value_parser = existing("directory", Path::is_dir))]
-    data_dir: Option<PathBuf>,
-    /// Training images (1 to 1,000,000; the synthetic set's size is this plus `--val-size`).
-    #[arg(long, default_value_t = 9000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
-    train_size: usize,
-    /// Validation images for the synthetic set (1 to 1,000,000; with `--data-dir`, all images
-    /// after the training ones).
-    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
-    val_size: usize,
+    #[command(flatten)]
+    run: ImageArgs,
     /// Size of the code the encoder squeezes each image into (1 to 784, the pixels of an image).
     #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = count(1, MAX_LATENT))]
     latent: usize,
@@ -97,9 +68,9 @@ fn train(
     train: &Dataset,
     val: &Dataset,
 ) -> Result<(Vec<f64>, Vec<f64>), Box<dyn Error>> {
-    let mut optimizer = Adam::new(args.lr);
+    let mut optimizer = Adam::new(args.run.lr);
     let (mut train_curve, mut val_curve) = (Vec::new(), Vec::new());
-    for epoch in 1..=args.epochs {
+    for epoch in 1..=args.run.epochs {
         let t0 = Instant::now();
         let bar = epoch_bar(epoch, train.len())?;
         let (mut seen, mut recent) = (0usize, f64::NAN);
@@ -107,8 +78,8 @@ fn train(
             model,
             &mut optimizer,
             train,
-            args.batch_size,
-            args.seed.wrapping_add(epoch as u64),
+            args.run.batch_size,
+            args.run.seed.wrapping_add(epoch as u64),
             |loss, n| {
                 seen += n;
                 recent = loss;
@@ -123,7 +94,7 @@ fn train(
             return Err(format!(
                 "epoch {epoch}: training loss {train_loss:.5}, validation loss {val_loss:.5}: the run diverged \
                  (try a smaller --lr than {:e}); nothing was written",
-                args.lr
+                args.run.lr
             )
             .into());
         }
@@ -179,8 +150,8 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     // Every flag is checked here, by its parser, before any work.
     let args = Args::parse();
-    let (train_set, val) = image_splits(args.data_dir.as_deref(), args.train_size, args.val_size, args.seed)?;
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let (train_set, val) = args.run.splits()?;
+    let mut rng = StdRng::seed_from_u64(args.run.seed);
     let mut model = conv_autoencoder::<f32>(args.latent, &mut rng)?;
     println!("model: {} parameters", model.parameter_count());
     let baseline = mean_image_mse(&train_set, &val)?;
@@ -188,7 +159,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     if let Some(weights) = &args.eval {
         // Refuses weights that are not finite.
         io::load(&mut model, weights)?;
-        let mse = reconstruction_mse(&model, &val, args.batch_size)?;
+        let mse = reconstruction_mse(&model, &val, args.run.batch_size)?;
         if !mse.is_finite() {
             return Err(format!(
                 "{}: validation MSE {mse}: the weights compute no number",

@@ -232,3 +232,48 @@ pub fn image_splits(
     );
     Ok((train, val))
 }
+
+/// The most images `--train-size` or `--val-size` may ask for: more than any MNIST-format set
+/// holds (EMNIST ByClass: 814,255). A synthetic image takes 3 KiB as `f32`, so the largest
+/// synthetic set, 2,000,000 images, takes 6 GB, twice (whole, then split).
+pub const MAX_IMAGES: usize = 1_000_000;
+/// The largest `--batch-size` of the 28×28 examples: an autoencoder step holds about 220 KB per
+/// image (activations, the unrolled inputs of the convolutions, gradients; measured: 0.9 GB at
+/// 4,096 images), a VAE step less.
+pub const MAX_BATCH_SIZE: usize = 4096;
+
+/// The flags of a training run on 28×28 images (the autoencoder, the VAE) besides the model's.
+#[derive(clap::Args, Debug)]
+pub struct ImageArgs {
+    /// Passes over the training set (at least 1).
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
+    pub epochs: usize,
+    /// Images per optimizer step (1 to 4096).
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = count(1, MAX_BATCH_SIZE))]
+    pub batch_size: usize,
+    /// Adam's learning rate (a finite number > 0).
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true, value_parser = learning_rate)]
+    pub lr: f64,
+    /// Seed of the initial weights, the synthetic data, the shuffling (and a VAE's noise): the
+    /// same seed gives the same run, bit for bit.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub seed: u64,
+    /// Directory with MNIST-format IDX files (train-* or t10k-*, raw or .gz); the first
+    /// `--train-size` images train, the rest validate. Without it, synthetic shapes are used.
+    #[arg(long, value_parser = existing("directory", Path::is_dir))]
+    pub data_dir: Option<PathBuf>,
+    /// Training images (1 to 1,000,000; the synthetic set's size is this plus `--val-size`).
+    #[arg(long, default_value_t = 9000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
+    pub train_size: usize,
+    /// Validation images for the synthetic set (1 to 1,000,000; with `--data-dir`, all images
+    /// after the training ones).
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
+    pub val_size: usize,
+}
+
+impl ImageArgs {
+    /// The training and validation images these flags ask for ([`image_splits`]).
+    pub fn splits(&self) -> Result<(Dataset, Dataset), Box<dyn Error>> {
+        image_splits(self.data_dir.as_deref(), self.train_size, self.val_size, self.seed)
+    }
+}

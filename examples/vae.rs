@@ -35,18 +35,11 @@ use adjoint::nn::{Module, io, normal};
 use adjoint::optim::{Adam, Optimizer};
 use adjoint::plot::{image_grid, loss_curves};
 use clap::Parser;
-use common::{
-    StepTimes, Upsample, count, epoch_bar, existing, exit_code, image_splits, learning_rate, out_dir, publish, shuffled,
-};
+use common::{ImageArgs, StepTimes, Upsample, count, epoch_bar, existing, exit_code, out_dir, publish, shuffled};
 use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-/// The most images `--train-size` or `--val-size` may ask for (as the autoencoder's).
-const MAX_IMAGES: usize = 1_000_000;
-/// The largest `--batch-size`: a step holds about 100 KB per image (activations, the unrolled
-/// inputs of the convolutions, gradients), so 4,096 images take about 0.4 GB.
-const MAX_BATCH_SIZE: usize = 4096;
 /// The largest `--latent`: a code as long as the image has pixels squeezes nothing.
 const MAX_LATENT: usize = VAE_IMAGE_SIZE * VAE_IMAGE_SIZE;
 /// Images per batch when scoring (no gradients are kept, so larger than a training batch).
@@ -66,15 +59,8 @@ const MANIFOLD_PNG: &str = "manifold.png";
 /// Train a convolutional VAE and draw what it learned.
 #[derive(Parser, Debug)]
 struct Args {
-    /// Passes over the training set (at least 1).
-    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
-    epochs: usize,
-    /// Images per optimizer step (1 to 4096).
-    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = count(1, MAX_BATCH_SIZE))]
-    batch_size: usize,
-    /// Adam's learning rate (a finite number > 0).
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true, value_parser = learning_rate)]
-    lr: f64,
+    #[command(flatten)]
+    run: ImageArgs,
     /// Size of the code (1 to 784); 2 also draws the decoder's 2-D manifold.
     #[arg(long, default_value_t = 16, allow_negative_numbers = true, value_parser = count(1, MAX_LATENT))]
     latent: usize,
@@ -82,21 +68,6 @@ struct Args {
     /// resize and a 3×3 conv.
     #[arg(long, value_enum, default_value_t = Upsample::Transposed)]
     upsample: Upsample,
-    /// Seed of the initial weights, the synthetic data, the shuffling and the noise: the same
-    /// seed gives the same run, bit for bit.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    seed: u64,
-    /// Directory with MNIST-format IDX files (train-* or t10k-*, raw or .gz); the first
-    /// `--train-size` images train, the rest validate. Without it, synthetic shapes are used.
-    #[arg(long, value_parser = existing("directory", Path::is_dir))]
-    data_dir: Option<PathBuf>,
-    /// Training images (1 to 1,000,000).
-    #[arg(long, default_value_t = 9000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
-    train_size: usize,
-    /// Validation images for the synthetic set (1 to 1,000,000; with `--data-dir`, all images
-    /// after the training ones).
-    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
-    val_size: usize,
     /// Where the weights and pictures are written (created if missing).
     #[arg(long, default_value = "out/vae", value_parser = out_dir)]
     out_dir: PathBuf,
@@ -171,15 +142,15 @@ fn train(
     train: &Dataset,
     val: &Dataset,
 ) -> Result<(Vec<f64>, Vec<f64>), Box<dyn Error>> {
-    let mut optimizer = Adam::new(args.lr);
-    let mut noise = StdRng::seed_from_u64(args.seed ^ NOISE_SEED.rotate_left(1));
+    let mut optimizer = Adam::new(args.run.lr);
+    let mut noise = StdRng::seed_from_u64(args.run.seed ^ NOISE_SEED.rotate_left(1));
     let (mut train_curve, mut val_curve) = (Vec::new(), Vec::new());
-    for epoch in 1..=args.epochs {
+    for epoch in 1..=args.run.epochs {
         let t0 = Instant::now();
         let bar = epoch_bar(epoch, train.len())?;
         let mut steps = StepTimes::default();
         let (mut seen, mut total) = (0usize, 0.0);
-        for indices in shuffled(train.len(), args.seed.wrapping_add(epoch as u64)).chunks(args.batch_size) {
+        for indices in shuffled(train.len(), args.run.seed.wrapping_add(epoch as u64)).chunks(args.run.batch_size) {
             let x = batch(train, indices)?;
             let value = steps.time(|| -> adjoint::Result<f64> {
                 let (grads, value) = {
@@ -198,12 +169,12 @@ fn train(
         }
         bar.finish_and_clear();
         let train_loss = total / seen as f64;
-        let val_elbo = score(vae, val, args.seed)?;
+        let val_elbo = score(vae, val, args.run.seed)?;
         if !(train_loss.is_finite() && val_elbo.total.is_finite()) {
             return Err(format!(
                 "epoch {epoch}: training -ELBO {train_loss:.2}, validation {val_elbo}: the run diverged \
                  (try a smaller --lr than {:e}); nothing was written",
-                args.lr
+                args.run.lr
             )
             .into());
         }
@@ -284,7 +255,7 @@ fn draw(
         3,
     )?;
 
-    let mut noise = StdRng::seed_from_u64(args.seed ^ NOISE_SEED.rotate_left(2));
+    let mut noise = StdRng::seed_from_u64(args.run.seed ^ NOISE_SEED.rotate_left(2));
     let rows: Vec<(&str, Vec<Array2<f32>>)> = (0..4)
         .map(|_| -> Result<_, Box<dyn Error>> { Ok(("", decode(vae, normal(&[10, args.latent], 1.0, &mut noise)?)?)) })
         .collect::<Result<_, _>>()?;
@@ -354,11 +325,11 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     // Every flag is checked here, by its parser, before any work.
     let args = Args::parse();
-    let (train_set, val) = image_splits(args.data_dir.as_deref(), args.train_size, args.val_size, args.seed)?;
+    let (train_set, val) = args.run.splits()?;
     if let Some(dir) = &args.export_data {
         return export(dir, &train_set, &val);
     }
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut rng = StdRng::seed_from_u64(args.run.seed);
     let mut vae = ConvVae::<f32>::new(args.latent, args.upsample.into(), &mut rng)?;
     println!(
         "model: convolutional VAE, latent {}, {} decoder, {} parameters",
@@ -370,7 +341,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     if let Some(weights) = &args.eval {
         // Refuses weights that are not finite, or not of this --latent and --upsample.
         io::load(&mut vae, weights)?;
-        let elbo = score(&vae, &val, args.seed)?;
+        let elbo = score(&vae, &val, args.run.seed)?;
         if !elbo.total.is_finite() {
             return Err(format!(
                 "{}: validation {elbo}: the weights compute no number",
