@@ -33,7 +33,7 @@ use adjoint::data::npy::write_npy;
 use adjoint::models::{ConvVae, VAE_IMAGE_SIZE};
 use adjoint::nn::{Module, io, normal};
 use adjoint::optim::{Adam, Optimizer};
-use adjoint::plot::{image_grid, loss_curves};
+use adjoint::plot::{image_grid, line_chart};
 use clap::Parser;
 use common::{ImageArgs, StepTimes, Upsample, count, epoch_bar, existing, exit_code, out_dir, publish, shuffled};
 use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn};
@@ -228,7 +228,8 @@ fn two_kinds(val: &Dataset) -> Option<[usize; 2]> {
     Some([0, other])
 }
 
-/// Draws the pictures into `dir`; returns the names written.
+/// Draws the pictures into `dir`: the loss curves, reconstructions, prior samples, the
+/// interpolation and, for a 2-D code, the manifold.
 fn draw(
     dir: &Path,
     args: &Args,
@@ -237,9 +238,11 @@ fn draw(
     train_curve: &[f64],
     val_curve: &[f64],
 ) -> Result<(), Box<dyn Error>> {
-    loss_curves(
+    line_chart(
         &dir.join(LOSS_PNG),
-        "VAE: negative ELBO, nats per image",
+        "VAE: negative ELBO per epoch",
+        "epoch",
+        "-ELBO, nats per image",
         &[("train", train_curve), ("validation", val_curve)],
     )?;
     let shown: Vec<usize> = (0..val.len().min(10)).collect();
