@@ -111,12 +111,10 @@ fn score(vae: &ConvVae<f32>, data: &Dataset, seed: u64) -> Result<Elbo, Box<dyn 
     let mut sums = [0.0; 3];
     let all: Vec<usize> = (0..data.len()).collect();
     for indices in all.chunks(EVAL_BATCH) {
+        let x = batch(data, indices)?;
         let tape = Tape::new();
         let parts = tape.no_grad(|| -> adjoint::Result<[f64; 3]> {
-            let loss = vae.loss(
-                tape.constant(data.select(indices).map_err(adjoint::Error::from)?.into_dyn()),
-                &mut noise,
-            )?;
+            let loss = vae.loss(tape.constant(x), &mut noise)?;
             Ok([loss.total, loss.reconstruction, loss.kl].map(|v| f64::from(v.value()[[]])))
         })?;
         for (sum, part) in sums.iter_mut().zip(parts) {
