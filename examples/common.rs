@@ -9,6 +9,8 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use adjoint::data::{Dataset, load_mnist_dir, synthetic_shapes};
+use adjoint::models::Upsampling;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -160,5 +162,118 @@ impl StepTimes {
     /// Adds another epoch's steps.
     pub fn extend(&mut self, other: &StepTimes) {
         self.0.extend_from_slice(&other.0);
+    }
+}
+
+/// How the decoder upsamples, as a flag.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsample {
+    /// A stride-2 transposed convolution (the U-Net's `ConvTranspose2d(k = 2, s = 2)`, the
+    /// VAE's `k = 4, s = 2, p = 1`).
+    Transposed,
+    /// A nearest resize followed by a 3×3 convolution (Distill's fix for checkerboards).
+    Resize,
+}
+
+impl From<Upsample> for Upsampling {
+    fn from(u: Upsample) -> Upsampling {
+        match u {
+            Upsample::Transposed => Upsampling::Transposed,
+            Upsample::Resize => Upsampling::Resize,
+        }
+    }
+}
+
+impl std::fmt::Display for Upsample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Upsample::Transposed => "transposed-conv",
+            Upsample::Resize => "resize-conv",
+        })
+    }
+}
+
+/// The training and validation images of a 28×28 image example (the autoencoder, the VAE):
+/// with `data_dir`, its MNIST-format images, the first `train_size` to train and the rest to
+/// validate; without, `train_size + val_size` synthetic shapes made from `seed`, split the same
+/// way. Prints `data: <source>: <n> training, <m> validation images`, the first line of work.
+///
+/// # Errors
+/// An unreadable directory or file, or a `train_size` that leaves no image to validate.
+pub fn image_splits(
+    data_dir: Option<&Path>,
+    train_size: usize,
+    val_size: usize,
+    seed: u64,
+) -> Result<(Dataset, Dataset), Box<dyn Error>> {
+    let all = match data_dir {
+        Some(dir) => {
+            let all = load_mnist_dir(dir)?;
+            // The images after the first --train-size validate: some must be left.
+            if train_size >= all.len() {
+                return Err(format!(
+                    "--train-size = {train_size}: must be less than the {} images in {}, to leave some to validate on",
+                    all.len(),
+                    dir.display()
+                )
+                .into());
+            }
+            all
+        }
+        // Both sizes are at most a million (the examples' flags), so the sum cannot overflow.
+        None => synthetic_shapes(train_size + val_size, 28, seed)?,
+    };
+    let (train, val) = all.split_at(train_size)?;
+    let source = data_dir.map_or("synthetic shapes".into(), |d| d.display().to_string());
+    println!(
+        "data: {source}: {} training, {} validation images",
+        train.len(),
+        val.len()
+    );
+    Ok((train, val))
+}
+
+/// The most images `--train-size` or `--val-size` may ask for: more than any MNIST-format set
+/// holds (EMNIST ByClass: 814,255). A synthetic image takes 3 KiB as `f32`, so the largest
+/// synthetic set, 2,000,000 images, takes 6 GB, twice (whole, then split).
+pub const MAX_IMAGES: usize = 1_000_000;
+/// The largest `--batch-size` of the 28×28 examples: an autoencoder step holds about 220 KB per
+/// image (activations, the unrolled inputs of the convolutions, gradients; measured: 0.9 GB at
+/// 4,096 images), a VAE step less.
+pub const MAX_BATCH_SIZE: usize = 4096;
+
+/// The flags of a training run on 28×28 images (the autoencoder, the VAE) besides the model's.
+#[derive(clap::Args, Debug)]
+pub struct ImageArgs {
+    /// Passes over the training set (at least 1).
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
+    pub epochs: usize,
+    /// Images per optimizer step (1 to 4096).
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = count(1, MAX_BATCH_SIZE))]
+    pub batch_size: usize,
+    /// Adam's learning rate (a finite number > 0).
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true, value_parser = learning_rate)]
+    pub lr: f64,
+    /// Seed of the initial weights, the synthetic data, the shuffling (and a VAE's noise): the
+    /// same seed gives the same run, bit for bit.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub seed: u64,
+    /// Directory with MNIST-format IDX files (train-* or t10k-*, raw or .gz); the first
+    /// `--train-size` images train, the rest validate. Without it, synthetic shapes are used.
+    #[arg(long, value_parser = existing("directory", Path::is_dir))]
+    pub data_dir: Option<PathBuf>,
+    /// Training images (1 to 1,000,000; the synthetic set's size is this plus `--val-size`).
+    #[arg(long, default_value_t = 9000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
+    pub train_size: usize,
+    /// Validation images for the synthetic set (1 to 1,000,000; with `--data-dir`, all images
+    /// after the training ones).
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
+    pub val_size: usize,
+}
+
+impl ImageArgs {
+    /// The training and validation images these flags ask for ([`image_splits`]).
+    pub fn splits(&self) -> Result<(Dataset, Dataset), Box<dyn Error>> {
+        image_splits(self.data_dir.as_deref(), self.train_size, self.val_size, self.seed)
     }
 }

@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use adjoint::data::{MAX_SCENE_SIZE, MIN_SCENE_SIZE, Scenes, digit_scenes, load_mnist_dir, synthetic_scenes};
-use adjoint::models::{UNet, Upsampling};
+use adjoint::models::UNet;
 use adjoint::nn::{Module, io};
 use adjoint::optim::{Adam, Optimizer as _, cosine_annealing};
 use adjoint::{Tape, Var};
@@ -16,7 +16,7 @@ use ndarray::{Array4, Axis, Ix4, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::common::{StepTimes, count, epoch_bar, existing, out_dir, publish, shuffled};
+use crate::common::{StepTimes, Upsample, count, epoch_bar, existing, out_dir, publish, shuffled};
 
 /// The most scenes `--train-size` or `--val-size` may ask for.
 const MAX_SCENES: usize = 1_000_000;
@@ -32,33 +32,6 @@ const MAX_BATCH_PIXELS: usize = 1 << 20;
 const MAX_SIZE: usize = 256;
 /// The most channels of one U-Net level.
 const MAX_WIDTH: usize = 512;
-
-/// How the decoder upsamples, as a flag.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Upsample {
-    /// A stride-2 transposed convolution (`ConvTranspose2d(k = 2, s = 2)`).
-    Transposed,
-    /// A nearest resize followed by a 3×3 convolution.
-    Resize,
-}
-
-impl From<Upsample> for Upsampling {
-    fn from(u: Upsample) -> Upsampling {
-        match u {
-            Upsample::Transposed => Upsampling::Transposed,
-            Upsample::Resize => Upsampling::Resize,
-        }
-    }
-}
-
-impl std::fmt::Display for Upsample {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Upsample::Transposed => "transposed-conv",
-            Upsample::Resize => "resize-conv",
-        })
-    }
-}
 
 /// The flags of a dense-prediction run besides the task's own.
 #[derive(clap::Args, Debug)]

@@ -5,7 +5,7 @@ use std::process::Output;
 
 mod support;
 
-use support::{flags_with, is_png, listing, scratch, text, write_idx_dir};
+use support::{Refusal, assert_refused_before_work, flags_with, is_png, listing, scratch, text, write_idx_dir};
 
 fn run(args: &[String]) -> Output {
     support::run("autoencoder", args)
@@ -37,9 +37,7 @@ fn meaningless_flags_are_refused_before_any_work() {
     write_idx_dir(&mnist_like, 10);
     let data_dir = mnist_like.display().to_string();
     let huge = usize::MAX.to_string();
-    // The flags changed, and the flag and value the message must name.
-    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Refusal> = vec![
         (vec![("--lr", "0")], "--lr", "0"),
         (vec![("--lr", "-1")], "--lr", "-1"),
         (vec![("--lr", "NaN")], "--lr", "NaN"),
@@ -65,16 +63,7 @@ fn meaningless_flags_are_refused_before_any_work() {
             "10",
         ),
     ];
-    for (i, (changes, flag, value)) in cases.iter().enumerate() {
-        let out_dir = dir.join(format!("out-{i}"));
-        let out = run(&tiny_with(changes, &out_dir));
-        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        let case = format!("{changes:?}: status {}, stderr {stderr:?}", out.status);
-        assert!(!out.status.success(), "{case}");
-        assert!(stderr.contains(flag) && stderr.contains(value), "{case}");
-        assert!(stdout.is_empty(), "{case}: work started: {stdout:?}");
-        assert!(!out_dir.exists(), "{case}: {} was created", out_dir.display());
-    }
+    assert_refused_before_work("autoencoder", &TINY, &cases, &dir);
     // The same data directory with one image to spare is a run (so the refusal above was the
     // split's, not the directory's).
     let out_dir = dir.join("out-nine");

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{flags_with, is_png, listing, run, scratch, text, write_idx_dir};
+use support::{Refusal, assert_refused_before_work, flags_with, is_png, listing, run, scratch, text, write_idx_dir};
 
 /// A run of a fraction of a second.
 const TINY: [(&str, &str); 6] = [
@@ -36,8 +36,7 @@ fn meaningless_flags_are_refused_before_any_work() {
     std::fs::write(&a_file, b"").unwrap();
     let a_file = a_file.display().to_string();
     let missing = dir.join("missing").display().to_string();
-    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
-    let both: Vec<Case> = vec![
+    let both: Vec<Refusal> = vec![
         (vec![("--lr", "0")], "--lr", "0"),
         (vec![("--lr", "NaN")], "--lr", "NaN"),
         (vec![("--epochs", "0")], "--epochs", "0"),
@@ -64,8 +63,8 @@ fn meaningless_flags_are_refused_before_any_work() {
             "1000000",
         ),
     ];
-    let segmentation: Vec<Case> = vec![(vec![("--data-dir", &missing)], "--data-dir", &missing)];
-    let keypoints: Vec<Case> = vec![
+    let segmentation: Vec<Refusal> = vec![(vec![("--data-dir", &missing)], "--data-dir", &missing)];
+    let keypoints: Vec<Refusal> = vec![
         (vec![("--sigma", "0.1")], "--sigma", "0.1"),
         (vec![("--sigma", "inf")], "--sigma", "inf"),
         (vec![("--threshold", "1.5")], "--threshold", "1.5"),
@@ -74,16 +73,8 @@ fn meaningless_flags_are_refused_before_any_work() {
         (vec![("--weight", "inf")], "--weight", "inf"),
     ];
     for (example, own) in [("segmentation", segmentation), ("keypoints", keypoints)] {
-        for (i, (changes, flag, value)) in both.iter().chain(&own).enumerate() {
-            let out_dir = dir.join(format!("{example}-out-{i}"));
-            let out = run(example, &flags_with(&TINY, changes, &out_dir));
-            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-            let case = format!("{example} {changes:?}: status {}, stderr {stderr:?}", out.status);
-            assert!(!out.status.success(), "{case}");
-            assert!(stderr.contains(flag) && stderr.contains(value), "{case}");
-            assert!(stdout.is_empty(), "{case}: work started: {stdout:?}");
-            assert!(!out_dir.exists(), "{case}: {} was created", out_dir.display());
-        }
+        let refusals: Vec<Refusal> = both.iter().chain(&own).cloned().collect();
+        assert_refused_before_work(example, &TINY, &refusals, &dir);
     }
     // Key points need the synthetic scenes' labelled points: MNIST digits have none.
     let out = run(

@@ -108,3 +108,23 @@ pub fn write_idx_dir(dir: &Path, n: u32) {
 pub fn is_png(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|bytes| bytes.starts_with(b"\x89PNG\r\n\x1a\n"))
 }
+
+/// A refused run: the flags changed from the base ones, then the flag and the value the error
+/// message must name.
+pub type Refusal<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+
+/// Runs `example` with `base` flags changed by each refusal's, and asserts that each run is
+/// refused before any work (nothing on stdout: the examples print `data: ...` once their data
+/// exist), naming the flag and the value, without creating its `--out-dir` (`dir/out-<i>`).
+pub fn assert_refused_before_work(example: &str, base: &[(&str, &str)], refusals: &[Refusal], dir: &Path) {
+    for (i, (changes, flag, value)) in refusals.iter().enumerate() {
+        let out_dir = dir.join(format!("{example}-out-{i}"));
+        let out = run(example, &flags_with(base, changes, &out_dir));
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        let case = format!("{example} {changes:?}: status {}, stderr {stderr:?}", out.status);
+        assert!(!out.status.success(), "{case}");
+        assert!(stderr.contains(flag) && stderr.contains(value), "{case}");
+        assert!(stdout.is_empty(), "{case}: work started: {stdout:?}");
+        assert!(!out_dir.exists(), "{case}: {} was created", out_dir.display());
+    }
+}
