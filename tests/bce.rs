@@ -5,14 +5,13 @@
 use adjoint::Tape;
 use adjoint::bce_with_logits;
 use adjoint::ops::loss::bce_with_logits_weighted;
-use ndarray::ArrayD;
 use serde::Deserialize;
 
 #[path = "support/num.rs"]
 mod num;
 #[path = "support/tensor.rs"]
 mod tensor;
-use tensor::Tensor;
+use tensor::{Tensor, assert_close as close};
 
 #[derive(Deserialize)]
 struct Case {
@@ -30,16 +29,6 @@ struct Case {
 #[derive(Deserialize)]
 struct Fixtures {
     cases: Vec<Case>,
-}
-
-fn close(actual: &ArrayD<f64>, expected: &ArrayD<f64>, what: &str) {
-    assert_eq!(actual.shape(), expected.shape(), "{what}: shape");
-    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= 1e-10 * e.abs().max(1.0),
-            "{what}[{i}]: got {a:e}, PyTorch gives {e:e}"
-        );
-    }
 }
 
 #[test]

@@ -33,3 +33,17 @@ impl Tensor {
         ArrayD::from_shape_vec(IxDyn(&self.shape), self.data.iter().map(Num::value).collect()).unwrap()
     }
 }
+
+/// Asserts that `actual` has `expected`'s shape and each value within `1e-10` of it, relative
+/// to the larger of `|expected|` and 1 (float64 against float64: only rounding may differ).
+/// `what` names the array in the message.
+#[allow(dead_code)] // Not every fixture test compares whole arrays this way.
+pub fn assert_close(actual: &ArrayD<f64>, expected: &ArrayD<f64>, what: &str) {
+    assert_eq!(actual.shape(), expected.shape(), "{what}: shape");
+    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= 1e-10 * e.abs().max(1.0),
+            "{what}[{i}]: got {a:e}, PyTorch gives {e:e}"
+        );
+    }
+}
