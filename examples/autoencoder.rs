@@ -21,21 +21,17 @@ use std::time::Instant;
 
 mod common;
 
-use adjoint::data::{Dataset, load_mnist_dir, synthetic_shapes};
+use adjoint::data::Dataset;
 use adjoint::nn::{Module, io};
 use adjoint::optim::Adam;
 use adjoint::plot::{image_grid, loss_curves};
 use adjoint::train::{conv_autoencoder, mean_image_mse, reconstruct, reconstruction_mse, train_autoencoder_epoch};
 use clap::Parser;
-use common::{count, epoch_bar, existing, exit_code, learning_rate, out_dir, publish};
+use common::{ImageArgs, count, epoch_bar, existing, exit_code, learning_rate, out_dir, publish};
 use ndarray::{Array2, ArrayD, Axis, Ix2, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-/// The most images `--train-size` or `--val-size` may ask for: more than any MNIST-format set
-/// holds (EMNIST ByClass: 814,255). A synthetic image takes 3 KiB as `f32`, so the largest
-/// synthetic set, 2,000,000 images, takes 6 GB, twice (whole, then split).
-const MAX_IMAGES: usize = 1_000_000;
 /// The largest `--batch-size`: a training step holds about 220 KB per image (activations, the
 /// unrolled inputs of the convolutions, gradients; measured: 0.9 GB at 4,096 images).
 const MAX_BATCH_SIZE: usize = 4096;
@@ -64,17 +60,9 @@ struct Args {
     /// same run, bit for bit.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Directory with MNIST-format IDX files (train-* or t10k-*, raw or .gz); the first
-    /// `--train-size` images train, the rest validate. Without it, synthetic shapes are used.
-    #[arg(long, value_parser = existing("directory", Path::is_dir))]
-    data_dir: Option<PathBuf>,
-    /// Training images (1 to 1,000,000; the synthetic set's size is this plus `--val-size`).
-    #[arg(long, default_value_t = 9000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
-    train_size: usize,
-    /// Validation images for the synthetic set (1 to 1,000,000; with `--data-dir`, all images
-    /// after the training ones).
-    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
-    val_size: usize,
+    /// Where the images come from.
+    #[command(flatten)]
+    images: ImageArgs,
     /// Size of the code the encoder squeezes each image into (1 to 784, the pixels of an image).
     #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = count(1, MAX_LATENT))]
     latent: usize,
@@ -84,28 +72,6 @@ struct Args {
     /// Skip training: load these weights and report the validation loss.
     #[arg(long, value_parser = existing("file", Path::is_file))]
     eval: Option<PathBuf>,
-}
-
-fn load_data(args: &Args) -> Result<(Dataset, Dataset), Box<dyn Error>> {
-    let all = match &args.data_dir {
-        Some(dir) => {
-            let all = load_mnist_dir(dir)?;
-            // The images after the first --train-size validate: some must be left.
-            if args.train_size >= all.len() {
-                return Err(format!(
-                    "--train-size = {}: must be less than the {} images in {}, to leave some to validate on",
-                    args.train_size,
-                    all.len(),
-                    dir.display()
-                )
-                .into());
-            }
-            all
-        }
-        // Both sizes are at most MAX_IMAGES, so the sum cannot overflow.
-        None => synthetic_shapes(args.train_size + args.val_size, 28, args.seed)?,
-    };
-    Ok(all.split_at(args.train_size)?)
 }
 
 /// Trains `model` for `--epochs` epochs with a progress bar; returns the training and
@@ -201,11 +167,7 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     // Every flag is checked here, by its parser, before any work.
     let args = Args::parse();
-    let (train_set, val) = load_data(&args)?;
-    let source = args
-        .data_dir
-        .as_ref()
-        .map_or("synthetic shapes".into(), |d| d.display().to_string());
+    let (train_set, val, source) = args.images.load(args.seed)?;
     println!(
         "data: {source}: {} training, {} validation images",
         train_set.len(),

@@ -9,6 +9,8 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use adjoint::data::{Dataset, load_mnist_dir, synthetic_shapes};
+use adjoint::models::Upsampling;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -160,5 +162,86 @@ impl StepTimes {
     /// Adds another epoch's steps.
     pub fn extend(&mut self, other: &StepTimes) {
         self.0.extend_from_slice(&other.0);
+    }
+}
+
+/// How a decoder or generator doubles its maps' size, as a flag (`--upsample`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsample {
+    /// A stride-2 transposed convolution.
+    Transposed,
+    /// A nearest resize followed by a 3×3 convolution.
+    Resize,
+}
+
+impl From<Upsample> for Upsampling {
+    fn from(u: Upsample) -> Upsampling {
+        match u {
+            Upsample::Transposed => Upsampling::Transposed,
+            Upsample::Resize => Upsampling::Resize,
+        }
+    }
+}
+
+impl std::fmt::Display for Upsample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Upsample::Transposed => "transposed-conv",
+            Upsample::Resize => "resize-conv",
+        })
+    }
+}
+
+/// The most images `--train-size` or `--val-size` may ask for: more than any MNIST-format set
+/// holds (EMNIST ByClass: 814,255). A synthetic image takes 3 KiB as `f32`, so the largest
+/// synthetic set, 2,000,000 images, takes 6 GB, twice (whole, then split).
+pub const MAX_IMAGES: usize = 1_000_000;
+
+/// Where the 28×28 images of the autoencoder and the GAN come from, as flags.
+#[derive(clap::Args, Debug)]
+pub struct ImageArgs {
+    /// Directory with MNIST-format IDX files (train-* or t10k-*, raw or .gz); the first
+    /// `--train-size` images train, the rest validate. Without it, synthetic shapes are used.
+    #[arg(long, value_parser = existing("directory", Path::is_dir))]
+    pub data_dir: Option<PathBuf>,
+    /// Training images (1 to 1,000,000; the synthetic set's size is this plus `--val-size`).
+    #[arg(long, default_value_t = 9000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
+    pub train_size: usize,
+    /// Validation images for the synthetic set (1 to 1,000,000; with `--data-dir`, all images
+    /// after the training ones).
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = count(1, MAX_IMAGES))]
+    pub val_size: usize,
+}
+
+impl ImageArgs {
+    /// The training and validation images (synthetic ones made from `seed`), and where they
+    /// come from, for the log.
+    ///
+    /// # Errors
+    /// Files that cannot be read, or a `--train-size` that leaves no image to validate on.
+    pub fn load(&self, seed: u64) -> Result<(Dataset, Dataset, String), Box<dyn Error>> {
+        let (all, source) = match &self.data_dir {
+            Some(dir) => {
+                let all = load_mnist_dir(dir)?;
+                // The images after the first --train-size validate: some must be left.
+                if self.train_size >= all.len() {
+                    return Err(format!(
+                        "--train-size = {}: must be less than the {} images in {}, to leave some to validate on",
+                        self.train_size,
+                        all.len(),
+                        dir.display()
+                    )
+                    .into());
+                }
+                (all, dir.display().to_string())
+            }
+            // Both sizes are at most MAX_IMAGES, so the sum cannot overflow.
+            None => (
+                synthetic_shapes(self.train_size + self.val_size, 28, seed)?,
+                "synthetic shapes".to_string(),
+            ),
+        };
+        let (train, val) = all.split_at(self.train_size)?;
+        Ok((train, val, source))
     }
 }
