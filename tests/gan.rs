@@ -19,7 +19,7 @@ use serde::Deserialize;
 mod num;
 #[path = "support/tensor.rs"]
 mod tensor;
-use tensor::{Tensor, assert_close as close};
+use tensor::{Tensor, close};
 
 #[derive(Deserialize)]
 struct Case {

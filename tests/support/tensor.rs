@@ -38,7 +38,7 @@ impl Tensor {
 /// to the larger of `|expected|` and 1 (float64 against float64: only rounding may differ).
 /// `what` names the array in the message.
 #[allow(dead_code)] // Not every fixture test compares whole arrays this way.
-pub fn assert_close(actual: &ArrayD<f64>, expected: &ArrayD<f64>, what: &str) {
+pub fn close(actual: &ArrayD<f64>, expected: &ArrayD<f64>, what: &str) {
     assert_eq!(actual.shape(), expected.shape(), "{what}: shape");
     for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
         assert!(
