@@ -461,7 +461,7 @@ fn check_even_sides(op: &'static str, shape: &[usize]) -> Result<()> {
 ///
 /// let board = Array3::from_shape_fn((1, 4, 6), |(_, i, j)| ((i + j) % 2) as f32);
 /// assert!((checkerboard_score(board.view())? - 1.0).abs() < 1e-12);
-/// let stripes = Array3::from_shape_fn((1, 4, 6), |(_, _, j)| (j / 3) as f32); // period 6
+/// let stripes = Array3::from_shape_fn((1, 4, 8), |(_, _, j)| ((j / 2) % 2) as f32); // period 4
 /// assert!(checkerboard_score(stripes.view())? < 1e-12);
 /// # Ok::<(), adjoint::Error>(())
 /// ```
