@@ -44,8 +44,9 @@ use ndarray::{Array1, Array2, Array3, ArrayD, Axis, Ix2, Ix4, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-/// The largest `--batch-size`: a GAN step holds the activations of three passes of its batch
-/// (D on real and fake, G then D), about 1 MB an image.
+/// The largest `--batch-size`: a GAN step holds the activations, unrolled inputs and gradients
+/// of three passes of its batch (D on real and fake, G then D); estimated from the layers'
+/// sizes at under 1 MB an image, so at most about 2 GB.
 const MAX_BATCH_SIZE: usize = 2048;
 /// The most samples `--samples` may score (the generator makes them in one batch).
 const MAX_SAMPLES: usize = 10_000;
