@@ -165,11 +165,11 @@ impl StepTimes {
     }
 }
 
-/// How the decoder upsamples, as a flag.
+/// How a decoder or generator doubles its maps' size, as a flag (`--upsample`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Upsample {
     /// A stride-2 transposed convolution (the U-Net's `ConvTranspose2d(k = 2, s = 2)`, the
-    /// VAE's `k = 4, s = 2, p = 1`).
+    /// VAE's and the DCGAN's `k = 4, s = 2, p = 1`).
     Transposed,
     /// A nearest resize followed by a 3×3 convolution (Distill's fix for checkerboards).
     Resize,
@@ -191,46 +191,6 @@ impl std::fmt::Display for Upsample {
             Upsample::Resize => "resize-conv",
         })
     }
-}
-
-/// The training and validation images of a 28×28 image example (the autoencoder, the VAE):
-/// with `data_dir`, its MNIST-format images, the first `train_size` to train and the rest to
-/// validate; without, `train_size + val_size` synthetic shapes made from `seed`, split the same
-/// way. Prints `data: <source>: <n> training, <m> validation images`, the first line of work.
-///
-/// # Errors
-/// An unreadable directory or file, or a `train_size` that leaves no image to validate.
-pub fn image_splits(
-    data_dir: Option<&Path>,
-    train_size: usize,
-    val_size: usize,
-    seed: u64,
-) -> Result<(Dataset, Dataset), Box<dyn Error>> {
-    let all = match data_dir {
-        Some(dir) => {
-            let all = load_mnist_dir(dir)?;
-            // The images after the first --train-size validate: some must be left.
-            if train_size >= all.len() {
-                return Err(format!(
-                    "--train-size = {train_size}: must be less than the {} images in {}, to leave some to validate on",
-                    all.len(),
-                    dir.display()
-                )
-                .into());
-            }
-            all
-        }
-        // Both sizes are at most a million (the examples' flags), so the sum cannot overflow.
-        None => synthetic_shapes(train_size + val_size, 28, seed)?,
-    };
-    let (train, val) = all.split_at(train_size)?;
-    let source = data_dir.map_or("synthetic shapes".into(), |d| d.display().to_string());
-    println!(
-        "data: {source}: {} training, {} validation images",
-        train.len(),
-        val.len()
-    );
-    Ok((train, val))
 }
 
 /// The most images `--train-size` or `--val-size` may ask for: more than any MNIST-format set
@@ -258,6 +218,31 @@ pub struct ImageArgs {
     /// same seed gives the same run, bit for bit.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
+    /// Where the images come from.
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+impl ImageArgs {
+    /// The training and validation images these flags ask for ([`DataArgs::load`]), after
+    /// printing `data: <source>: <n> training, <m> validation images`, the first line of work.
+    ///
+    /// # Errors
+    /// As [`DataArgs::load`].
+    pub fn splits(&self) -> Result<(Dataset, Dataset), Box<dyn Error>> {
+        let (train, val, source) = self.data.load(self.seed)?;
+        println!(
+            "data: {source}: {} training, {} validation images",
+            train.len(),
+            val.len()
+        );
+        Ok((train, val))
+    }
+}
+
+/// Where the 28×28 images of the autoencoder, the VAE and the GAN come from, as flags.
+#[derive(clap::Args, Debug)]
+pub struct DataArgs {
     /// Directory with MNIST-format IDX files (train-* or t10k-*, raw or .gz); the first
     /// `--train-size` images train, the rest validate. Without it, synthetic shapes are used.
     #[arg(long, value_parser = existing("directory", Path::is_dir))]
@@ -271,9 +256,35 @@ pub struct ImageArgs {
     pub val_size: usize,
 }
 
-impl ImageArgs {
-    /// The training and validation images these flags ask for ([`image_splits`]).
-    pub fn splits(&self) -> Result<(Dataset, Dataset), Box<dyn Error>> {
-        image_splits(self.data_dir.as_deref(), self.train_size, self.val_size, self.seed)
+impl DataArgs {
+    /// The training and validation images (synthetic ones made from `seed`), and where they
+    /// come from, for the log.
+    ///
+    /// # Errors
+    /// Files that cannot be read, or a `--train-size` that leaves no image to validate on.
+    pub fn load(&self, seed: u64) -> Result<(Dataset, Dataset, String), Box<dyn Error>> {
+        let (all, source) = match &self.data_dir {
+            Some(dir) => {
+                let all = load_mnist_dir(dir)?;
+                // The images after the first --train-size validate: some must be left.
+                if self.train_size >= all.len() {
+                    return Err(format!(
+                        "--train-size = {}: must be less than the {} images in {}, to leave some to validate on",
+                        self.train_size,
+                        all.len(),
+                        dir.display()
+                    )
+                    .into());
+                }
+                (all, dir.display().to_string())
+            }
+            // Both sizes are at most MAX_IMAGES, so the sum cannot overflow.
+            None => (
+                synthetic_shapes(self.train_size + self.val_size, 28, seed)?,
+                "synthetic shapes".to_string(),
+            ),
+        };
+        let (train, val) = all.split_at(self.train_size)?;
+        Ok((train, val, source))
     }
 }

@@ -22,6 +22,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod allocator;
 mod common;
 mod scenes;
 

@@ -1,15 +1,18 @@
-//! How well a dense-prediction model does, as the examples report it: per-pixel class scores
-//! for segmentation, and detection scores for key points found in heat maps.
+//! How well a model does, as the examples report it: per-pixel class scores for
+//! segmentation, detection scores for key points found in heat maps, and for a generator the
+//! quality of its samples and its checkerboard artefacts.
 //!
 //! | task | from | scores |
 //! |---|---|---|
 //! | segmentation | predicted and true class maps | [`Confusion`]: pixel accuracy, per-class IoU, mean IoU |
 //! | key points | heat maps `[kinds, h, w]` | [`heatmap_targets`] (Gaussian peaks) to train on; [`decode_heatmap`] (3×3 local maxima, refined to sub-pixel); [`KeypointScores`]: precision, recall, F1 within a radius, mean localisation error |
+//! | generation | a classifier's logits on samples `[n, classes]` | [`sample_scores`]: mean top-class confidence, entropy of the predicted classes |
+//! | checkerboards | images `[n, h, w]` | [`checkerboard_score`]: share of energy at the 2×2 period; [`power_spectrum`] to draw |
 //!
 //! Key points are in pixel coordinates with `(0, 0)` the image's top-left corner, so pixel
 //! `(x, y)` has its centre at `(x + 0.5, y + 0.5)` (as [`crate::data::Keypoint`]).
 
-use ndarray::{Array3, ArrayView2, ArrayView3, ArrayView4};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayView4};
 
 use crate::error::{Result, bad_shape, invalid};
 
@@ -326,4 +329,209 @@ impl KeypointScores {
     pub fn mean_error(&self) -> f64 {
         self.distance_sum / self.true_positives as f64
     }
+}
+
+/// How a classifier sees a generator's samples: [`sample_scores`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleScores {
+    /// The mean over samples of the top class's softmax probability: high when the samples
+    /// look like *some* class (sharp, recognisable), low for blurs and in-between shapes.
+    pub mean_confidence: f64,
+    /// The entropy, in nats, of the histogram of predicted (arg-max) classes: `ln classes`
+    /// when every class is predicted equally often, lower when the generator favours some
+    /// classes, 0 when every sample is one class (mode collapse).
+    pub class_entropy: f64,
+    /// How many samples were predicted as each class.
+    pub histogram: Vec<usize>,
+}
+
+/// Scores a generator's samples by a classifier trained on the real images: from the
+/// classifier's `logits: [n, classes]` on `n` samples, the mean top-class confidence and the
+/// entropy of the predicted classes' histogram ([`SampleScores`]). The two catch different
+/// failures: unrecognisable samples lower the confidence, mode collapse lowers the entropy.
+/// (They are the two halves of the Inception Score's reasoning, kept apart and in plain
+/// units.)
+///
+/// The softmax is computed in `f64` after subtracting each row's largest logit; ties in the
+/// arg-max go to the lower class, as PyTorch's `argmax`.
+///
+/// # Errors
+/// [`crate::Error::InvalidArgument`] for no sample, no class, or a logit that is not finite
+/// (a diverged classifier scores nothing).
+///
+/// # Example
+/// ```
+/// use adjoint::metrics::sample_scores;
+/// use ndarray::arr2;
+///
+/// // Two samples, sure of classes 0 and 1: confidence ≈ 1, entropy ln 2.
+/// let scores = sample_scores(arr2(&[[30.0f32, 0.0], [0.0, 30.0]]).view())?;
+/// assert!((scores.mean_confidence - 1.0).abs() < 1e-12);
+/// assert!((scores.class_entropy - 2f64.ln()).abs() < 1e-12);
+/// assert_eq!(scores.histogram, vec![1, 1]);
+/// # Ok::<(), adjoint::Error>(())
+/// ```
+pub fn sample_scores(logits: ArrayView2<'_, f32>) -> Result<SampleScores> {
+    let (n, classes) = logits.dim();
+    if n == 0 || classes == 0 {
+        return Err(bad_shape(
+            "sample_scores",
+            "logits",
+            logits.shape(),
+            "must hold at least one sample and one class",
+        ));
+    }
+    if let Some(bad) = logits.iter().find(|v| !v.is_finite()) {
+        return Err(invalid("sample_scores", "logits", bad, "must all be finite"));
+    }
+    let mut histogram = vec![0usize; classes];
+    let mut confidence = 0.0;
+    for row in logits.rows() {
+        let mut best = 0;
+        for c in 1..classes {
+            if row[c] > row[best] {
+                best = c;
+            }
+        }
+        let top = f64::from(row[best]);
+        // The top class's probability: 1 / Σ exp(z_c − z_top).
+        confidence += 1.0 / row.iter().map(|&z| (f64::from(z) - top).exp()).sum::<f64>();
+        histogram[best] += 1;
+    }
+    let class_entropy = -histogram
+        .iter()
+        .filter(|&&count| count > 0)
+        .map(|&count| {
+            let p = count as f64 / n as f64;
+            p * p.ln()
+        })
+        .sum::<f64>();
+    Ok(SampleScores {
+        mean_confidence: confidence / n as f64,
+        class_entropy: class_entropy.max(0.0),
+        histogram,
+    })
+}
+
+/// Refuses images that [`checkerboard_score`] and [`power_spectrum`] cannot take: none, an
+/// empty side, or an odd side (the 2-pixel period's frequency π is on the discrete Fourier
+/// grid only for even sides).
+fn check_even_sides(op: &'static str, shape: &[usize]) -> Result<()> {
+    let sides = &shape[shape.len() - 2..];
+    if shape.contains(&0) || sides.iter().any(|s| s % 2 == 1) {
+        return Err(bad_shape(
+            op,
+            "images",
+            shape,
+            "must hold at least one image, with even, non-zero sides",
+        ));
+    }
+    Ok(())
+}
+
+/// The checkerboard score of images `[n, h, w]`: per image, the share of its energy (about its
+/// mean) at the 2×2 period, averaged over the images. It is 1 for a pure checkerboard, 0 for
+/// an image without any 2-pixel periodicity.
+///
+/// A stride-2 transposed conv paints output pixels of different parities with different
+/// taps of its kernel (with a 4×4 kernel, even pixels get taps 1 and 3 of each axis, odd ones
+/// 0 and 2; with an odd kernel they even get different numbers of taps), so whatever differs
+/// between those taps repeats every 2 pixels: in the discrete Fourier transform it sits
+/// exactly at the frequencies `(π, π)`, `(π, 0)` and `(0, π)`. With `d = x − mean(x)` and
+/// `N = h·w`:
+///
+/// ```text
+/// X(π,π) = Σ d[i,j]·(−1)^(i+j)    X(π,0) = Σ d[i,j]·(−1)^i    X(0,π) = Σ d[i,j]·(−1)^j
+/// share  = (X(π,π)² + X(π,0)² + X(0,π)²) / (N · Σ d[i,j]²)
+/// ```
+///
+/// By Parseval, `N·Σd²` is the sum of `|X(k)|²` over all frequencies, and each of the three is
+/// a single real bin, so the share lies in [0, 1]. Natural images and smooth generators put
+/// very little there (a random image puts `3/N`, about 0.4% at 28×28). The score ignores the
+/// images' mean and scale, so it compares generators with different output ranges. An image
+/// without any contrast (constant) scores 0.
+///
+/// # Errors
+/// [`crate::Error::BadShape`] for no image, or a side that is 0 or odd.
+///
+/// # Example
+/// ```
+/// use adjoint::metrics::checkerboard_score;
+/// use ndarray::Array3;
+///
+/// let board = Array3::from_shape_fn((1, 4, 6), |(_, i, j)| ((i + j) % 2) as f32);
+/// assert!((checkerboard_score(board.view())? - 1.0).abs() < 1e-12);
+/// let stripes = Array3::from_shape_fn((1, 4, 8), |(_, _, j)| ((j / 2) % 2) as f32); // period 4
+/// assert!(checkerboard_score(stripes.view())? < 1e-12);
+/// # Ok::<(), adjoint::Error>(())
+/// ```
+pub fn checkerboard_score(images: ArrayView3<'_, f32>) -> Result<f64> {
+    check_even_sides("checkerboard_score", images.shape())?;
+    let (n, h, w) = images.dim();
+    let total: f64 = images
+        .outer_iter()
+        .map(|image| {
+            let mean = image.iter().map(|&v| f64::from(v)).sum::<f64>() / (h * w) as f64;
+            let (mut energy, mut both, mut rows, mut cols) = (0.0, 0.0, 0.0, 0.0);
+            for ((i, j), &v) in image.indexed_iter() {
+                let d = f64::from(v) - mean;
+                let (si, sj) = (sign(i), sign(j));
+                energy += d * d;
+                both += d * si * sj;
+                rows += d * si;
+                cols += d * sj;
+            }
+            if energy > 0.0 {
+                (both * both + rows * rows + cols * cols) / ((h * w) as f64 * energy)
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    Ok(total / n as f64)
+}
+
+/// `(−1)^i`.
+fn sign(i: usize) -> f64 {
+    if i.is_multiple_of(2) { 1.0 } else { -1.0 }
+}
+
+/// The power spectrum of an image `[h, w]` about its mean, as shares of its energy (the
+/// entries sum to 1; all are 0 for a constant image), with the zero frequency at the centre
+/// `(h/2, w/2)` (NumPy's `fftshift`): entry `(a, b)` is `|X(u, v)|² / (N·Σd²)` for the
+/// frequencies `u = 2π(a − h/2)/h`, `v = 2π(b − w/2)/w`. The corner `(0, 0)` is `(π, π)`,
+/// and `(0, w/2)`, `(h/2, 0)` are `(π, 0)` and `(0, π)`: a checkerboard artefact lights up the
+/// corners and the middles of the edges. Sum those three for [`checkerboard_score`]'s share.
+///
+/// Computed as a direct DFT along each axis in turn, `O(h·w·(h + w))`: for pictures of small
+/// images, not for large ones.
+///
+/// # Errors
+/// [`crate::Error::BadShape`] for a side that is 0 or odd.
+pub fn power_spectrum(image: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
+    check_even_sides("power_spectrum", image.shape())?;
+    let (h, w) = image.dim();
+    let mean = image.iter().map(|&v| f64::from(v)).sum::<f64>() / (h * w) as f64;
+    // Along the rows (each row's DFT over j), then along the columns.
+    let along_w = dft_rows(&image.mapv(|v| (f64::from(v) - mean, 0.0)));
+    let along_h = dft_rows(&along_w.reversed_axes().as_standard_layout().to_owned()).reversed_axes();
+    let power = along_h.mapv(|(re, im)| re * re + im * im);
+    let total: f64 = power.sum();
+    Ok(Array2::from_shape_fn((h, w), |(a, b)| {
+        let p = power[[(a + h / 2) % h, (b + w / 2) % w]];
+        if total > 0.0 { p / total } else { 0.0 }
+    }))
+}
+
+/// The DFT of each row of a complex matrix `(re, im)`: `X[r, k] = Σ_j x[r, j]·e^(−2πi·jk/w)`.
+fn dft_rows(x: &Array2<(f64, f64)>) -> Array2<(f64, f64)> {
+    let (h, w) = x.dim();
+    Array2::from_shape_fn((h, w), |(r, k)| {
+        (0..w).fold((0.0, 0.0), |(re, im), j| {
+            let angle = -std::f64::consts::TAU * ((j * k) % w) as f64 / w as f64;
+            let (s, c) = angle.sin_cos();
+            let (a, b) = x[[r, j]];
+            (re + a * c - b * s, im + a * s + b * c)
+        })
+    })
 }

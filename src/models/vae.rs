@@ -33,8 +33,8 @@ use rand::Rng;
 use super::Upsampling;
 use crate::error::{Result, bad_shape, invalid};
 use crate::float::Float;
-use crate::nn::{Conv2d, ConvTranspose2d, Flatten, Linear, Module, Parameter, Relu, Sequential, Unflatten, Upsample};
-use crate::ops::conv::{ConvOptions, ConvTransposeOptions};
+use crate::nn::{Conv2d, Flatten, Linear, Module, Parameter, Relu, Sequential, Unflatten};
+use crate::ops::conv::ConvOptions;
 use crate::ops::loss::bce_with_logits;
 use crate::tape::Var;
 
@@ -58,34 +58,6 @@ pub struct ConvVae<T: Float> {
     decoder: Sequential<T>,
     latent: usize,
     upsampling: Upsampling,
-}
-
-/// Appends one of the decoder's two ×2 upsampling steps, `c_in → c_out` channels, to
-/// `decoder` as one layer (so both kinds take one index in the twin's `nn.Sequential`).
-fn add_up<T: Float>(
-    decoder: Sequential<T>,
-    c_in: usize,
-    c_out: usize,
-    upsampling: Upsampling,
-    rng: &mut impl Rng,
-) -> Result<Sequential<T>> {
-    Ok(match upsampling {
-        Upsampling::Transposed => decoder.add(ConvTranspose2d::new(
-            c_in,
-            c_out,
-            4,
-            ConvTransposeOptions::new().stride(2).padding(1),
-            rng,
-        )?),
-        // Its own Sequential, so the conv is `3.1.weight` as in the twin's nested one.
-        Upsampling::Resize => decoder.add(Sequential::new().add(Upsample::scale_factor(2.0)).add(Conv2d::new(
-            c_in,
-            c_out,
-            3,
-            ConvOptions::new().padding(1),
-            rng,
-        )?)),
-    })
 }
 
 impl<T: Float> ConvVae<T> {
@@ -129,8 +101,8 @@ impl<T: Float> ConvVae<T> {
             .add(Linear::new(latent, FEATURE_LEN, true, rng)?)
             .add(Relu)
             .add(Unflatten::new(&FEATURES)?);
-        let decoder = add_up(decoder, 64, 32, upsampling, rng)?.add(Relu);
-        let decoder = add_up(decoder, 32, 1, upsampling, rng)?;
+        let decoder = super::add_doubling(decoder, (64, 32), upsampling, super::ResizeLayout::Nested, rng)?.add(Relu);
+        let decoder = super::add_doubling(decoder, (32, 1), upsampling, super::ResizeLayout::Nested, rng)?;
         Ok(ConvVae {
             encoder,
             decoder,

@@ -34,10 +34,10 @@ impl Tensor {
     }
 }
 
-/// Asserts that `actual` has `expected`'s shape and each value is within `1e-10` of it
-/// (relative above 1): float64 against PyTorch float64, after the same operations in another
-/// order.
-#[allow(dead_code)] // Not every fixture test compares whole arrays.
+/// Asserts that `actual` has `expected`'s shape and each value within `1e-10` of it, relative
+/// to the larger of `|expected|` and 1 (float64 against float64: only rounding may differ).
+/// `what` names the array in the message.
+#[allow(dead_code)] // Not every fixture test compares whole arrays this way.
 pub fn close(actual: &ArrayD<f64>, expected: &ArrayD<f64>, what: &str) {
     assert_eq!(actual.shape(), expected.shape(), "{what}: shape");
     for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
