@@ -5,7 +5,10 @@ use std::process::Output;
 
 mod support;
 
-use support::{Refusal, assert_refused_before_work, flags_with, is_png, listing, scratch, text, write_idx_dir};
+use support::{
+    Refusal, assert_divergence_keeps_outputs, assert_refused_before_work, flags_with, is_png, listing, scratch, text,
+    write_idx_dir,
+};
 
 fn run(args: &[String]) -> Output {
     support::run("autoencoder", args)
@@ -129,19 +132,6 @@ fn a_tiny_run_writes_its_outputs_and_eval_refuses_non_finite_weights() {
 #[test]
 fn a_diverged_run_is_an_error_and_leaves_the_previous_outputs() {
     let dir = scratch("diverged");
-    let out = run(&tiny_with(&[], &dir));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let before: Vec<Vec<u8>> = OUTPUTS.iter().map(|f| std::fs::read(dir.join(f)).unwrap()).collect();
-
-    let out = run(&tiny_with(&[("--epochs", "2"), ("--lr", "1e300")], &dir));
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "{}", text(&out.stdout));
-    assert!(
-        stderr.contains("diverged") && stderr.contains("nothing was written"),
-        "{stderr}"
-    );
-    let after: Vec<Vec<u8>> = OUTPUTS.iter().map(|f| std::fs::read(dir.join(f)).unwrap()).collect();
-    assert!(before == after, "a failed run changed the outputs");
-    assert_eq!(listing(&dir), OUTPUTS);
+    assert_divergence_keeps_outputs("autoencoder", &TINY, &dir, &OUTPUTS);
     std::fs::remove_dir_all(dir).unwrap();
 }

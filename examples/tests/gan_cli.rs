@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{flags_with, is_png, listing, run, scratch, text, write_idx_dir};
+use support::{assert_divergence_keeps_outputs, flags_with, is_png, listing, run, scratch, text, write_idx_dir};
 
 /// A run of a second or two.
 const TINY: [(&str, &str); 6] = [
@@ -169,27 +169,6 @@ fn reads_mnist_format_files() {
 #[test]
 fn a_diverged_run_is_an_error_and_leaves_the_previous_outputs() {
     let dir = scratch("gan-diverged");
-    let out_dir = dir.join("out");
-    let out = run("gan", &flags_with(&TINY, &[], &out_dir));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let read = || -> Vec<Vec<u8>> {
-        OUTPUTS
-            .iter()
-            .map(|f| std::fs::read(out_dir.join(f)).unwrap())
-            .collect()
-    };
-    let before = read();
-    let out = run(
-        "gan",
-        &flags_with(&TINY, &[("--epochs", "2"), ("--lr", "1e300")], &out_dir),
-    );
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "{}", text(&out.stdout));
-    assert!(
-        stderr.contains("diverged") && stderr.contains("nothing was written"),
-        "{stderr}"
-    );
-    assert!(before == read(), "a failed run changed the outputs");
-    assert_eq!(listing(&out_dir), OUTPUTS);
+    assert_divergence_keeps_outputs("gan", &TINY, &dir.join("out"), &OUTPUTS);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -5,7 +5,10 @@ use std::process::Output;
 
 mod support;
 
-use support::{Refusal, assert_refused_before_work, flags_with, is_png, listing, scratch, text, write_idx_dir};
+use support::{
+    Refusal, assert_divergence_keeps_outputs, assert_refused_before_work, flags_with, is_png, listing, scratch, text,
+    write_idx_dir,
+};
 
 fn run(args: &[String]) -> Output {
     support::run("vae", args)
@@ -213,18 +216,6 @@ fn export_data_writes_both_splits_and_stops() {
 #[test]
 fn a_diverged_run_is_an_error_and_leaves_the_previous_outputs() {
     let dir = scratch("vae-diverged");
-    let out = run(&tiny_with(&[], &dir));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let read = || -> Vec<Vec<u8>> { OUTPUTS.iter().map(|f| std::fs::read(dir.join(f)).unwrap()).collect() };
-    let before = read();
-    let out = run(&tiny_with(&[("--epochs", "2"), ("--lr", "1e300")], &dir));
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "{}", text(&out.stdout));
-    assert!(
-        stderr.contains("diverged") && stderr.contains("nothing was written"),
-        "{stderr}"
-    );
-    assert!(before == read(), "a failed run changed the outputs");
-    assert_eq!(listing(&dir), OUTPUTS);
+    assert_divergence_keeps_outputs("vae", &TINY, &dir, &OUTPUTS);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -128,3 +128,31 @@ pub fn assert_refused_before_work(example: &str, base: &[(&str, &str)], refusals
         assert!(!out_dir.exists(), "{case}: {} was created", out_dir.display());
     }
 }
+
+/// Runs `example` with the `base` flags into `out_dir`, which must succeed and leave exactly
+/// `outputs`; then again with `--epochs 2 --lr 1e300`, which must diverge: an error that says
+/// so and that nothing was written, and `outputs` as they were, byte for byte.
+#[allow(dead_code)] // Not every CLI test file has a training run that can diverge.
+pub fn assert_divergence_keeps_outputs(example: &str, base: &[(&str, &str)], out_dir: &Path, outputs: &[&str]) {
+    let out = run(example, &flags_with(base, &[], out_dir));
+    assert!(out.status.success(), "{example}: {}", text(&out.stderr));
+    let read = || -> Vec<Vec<u8>> {
+        outputs
+            .iter()
+            .map(|f| std::fs::read(out_dir.join(f)).unwrap())
+            .collect()
+    };
+    let before = read();
+    let out = run(
+        example,
+        &flags_with(base, &[("--epochs", "2"), ("--lr", "1e300")], out_dir),
+    );
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{example}: {}", text(&out.stdout));
+    assert!(
+        stderr.contains("diverged") && stderr.contains("nothing was written"),
+        "{example}: {stderr}"
+    );
+    assert!(before == read(), "{example}: a failed run changed the outputs");
+    assert_eq!(listing(out_dir), outputs, "{example}");
+}
