@@ -27,7 +27,7 @@ use adjoint::optim::Adam;
 use adjoint::plot::{image_grid, loss_curves};
 use adjoint::train::{conv_autoencoder, mean_image_mse, reconstruct, reconstruction_mse, train_autoencoder_epoch};
 use clap::Parser;
-use common::{ImageArgs, count, epoch_bar, existing, exit_code, out_dir, publish};
+use common::{ImageArgs, count, epoch_bar, existing, exit_code, out_dir, publish, refuse_non_finite_weights};
 use ndarray::{Array2, ArrayD, Axis, Ix2, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -174,9 +174,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
     let (train_curve, val_curve) = train(&args, &mut model, &train_set, &val)?;
     // Finite losses with weights that are not are unlikely, but such weights must not be saved.
-    if let Some(bad) = io::first_non_finite(&model) {
-        return Err(format!("the run diverged: {bad}; nothing was written").into());
-    }
+    refuse_non_finite_weights(&model, "")?;
     publish(
         &args.out_dir,
         "autoencoder",

@@ -75,6 +75,19 @@ pub fn out_dir(text: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// Refuses to save weights that are not all finite: a run whose losses stayed finite can
+/// still end with a NaN or infinite weight, and such weights must not be written. `label`
+/// names the model in the message when a run has several (`"generator "`), else is empty.
+///
+/// # Errors
+/// `the run diverged: <label><first bad value>; nothing was written`.
+pub fn refuse_non_finite_weights(model: &impl adjoint::nn::Module<f32>, label: &str) -> Result<(), Box<dyn Error>> {
+    match adjoint::nn::io::first_non_finite(model) {
+        Some(bad) => Err(format!("the run diverged: {label}{bad}; nothing was written").into()),
+        None => Ok(()),
+    }
+}
+
 /// Writes a run's outputs to `out_dir` together, or not at all: `write` puts the files `names`
 /// whole into a fresh staging directory inside `out_dir` (the same file system, so a rename
 /// moves a file in one step), and only once all are there are they renamed over the previous

@@ -39,7 +39,10 @@ use adjoint::optim::{Adam, Optimizer};
 use adjoint::plot::{image_grid, line_chart};
 use adjoint::{Tape, bce_with_logits, cross_entropy};
 use clap::Parser;
-use common::{DataArgs, StepTimes, Upsample, count, epoch_bar, exit_code, learning_rate, out_dir, publish, shuffled};
+use common::{
+    DataArgs, StepTimes, Upsample, count, epoch_bar, exit_code, learning_rate, out_dir, publish,
+    refuse_non_finite_weights, shuffled,
+};
 use ndarray::{Array1, Array2, Array3, ArrayD, Axis, Ix2, Ix4, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -481,11 +484,8 @@ fn run() -> Result<(), Box<dyn Error>> {
         all_steps.extend(&result.steps);
     }
 
-    for (name, model) in [("generator", &gan.generator), ("discriminator", &gan.discriminator)] {
-        if let Some(bad) = io::first_non_finite(model) {
-            return Err(format!("the run diverged: {name} {bad}; nothing was written").into());
-        }
-    }
+    refuse_non_finite_weights(&gan.generator, "generator ")?;
+    refuse_non_finite_weights(&gan.discriminator, "discriminator ")?;
     let outputs = Outputs {
         frames: &frames,
         d_curve: &d_curve,

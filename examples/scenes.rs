@@ -16,7 +16,9 @@ use ndarray::{Array4, Axis, Ix4, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::common::{StepTimes, Upsample, count, epoch_bar, existing, out_dir, publish, shuffled};
+use crate::common::{
+    StepTimes, Upsample, count, epoch_bar, existing, out_dir, publish, refuse_non_finite_weights, shuffled,
+};
 
 /// The most scenes `--train-size` or `--val-size` may ask for.
 const MAX_SCENES: usize = 1_000_000;
@@ -321,9 +323,7 @@ pub fn save_run(
     model: &mut UNet<f32>,
     draw: impl FnOnce(&Path, &mut UNet<f32>) -> Result<(), Box<dyn Error>>,
 ) -> Result<(), Box<dyn Error>> {
-    if let Some(bad) = io::first_non_finite(model) {
-        return Err(format!("the run diverged: {bad}; nothing was written").into());
-    }
+    refuse_non_finite_weights(model, "")?;
     let weights = format!("{program}.safetensors");
     publish(out_dir, program, &[&weights, LOSS_PNG, PREDICTIONS_PNG], |dir| {
         io::save(model, dir.join(&weights))?;

@@ -35,7 +35,10 @@ use adjoint::nn::{Module, io, normal};
 use adjoint::optim::{Adam, Optimizer};
 use adjoint::plot::{image_grid, line_chart};
 use clap::Parser;
-use common::{ImageArgs, StepTimes, Upsample, count, epoch_bar, existing, exit_code, out_dir, publish, shuffled};
+use common::{
+    ImageArgs, StepTimes, Upsample, count, epoch_bar, existing, exit_code, out_dir, publish, refuse_non_finite_weights,
+    shuffled,
+};
 use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -357,9 +360,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
     let (train_curve, val_curve) = train(&args, &mut vae, &train_set, &val)?;
     // Finite losses with weights that are not are unlikely, but such weights must not be saved.
-    if let Some(bad) = io::first_non_finite(&vae) {
-        return Err(format!("the run diverged: {bad}; nothing was written").into());
-    }
+    refuse_non_finite_weights(&vae, "")?;
     let mut names = vec![WEIGHTS, LOSS_PNG, RECONSTRUCTIONS_PNG, SAMPLES_PNG, INTERPOLATION_PNG];
     if args.latent == 2 {
         names.push(MANIFOLD_PNG);
