@@ -9,7 +9,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use adjoint::data::{Dataset, load_mnist_dir, synthetic_shapes};
+use adjoint::data::{Dataset, load_mnist_dir, single_shapes, synthetic_shapes};
 use adjoint::models::Upsampling;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
@@ -243,7 +243,7 @@ impl ImageArgs {
     /// # Errors
     /// As [`DataArgs::load`].
     pub fn splits(&self) -> Result<(Dataset, Dataset), Box<dyn Error>> {
-        let (train, val, source) = self.data.load(self.seed)?;
+        let (train, val, source) = self.data.load(self.seed, Synthetic::Shapes)?;
         println!(
             "data: {source}: {} training, {} validation images",
             train.len(),
@@ -269,13 +269,24 @@ pub struct DataArgs {
     pub val_size: usize,
 }
 
+/// Which synthetic images [`DataArgs::load`] makes when no `--data-dir` is given.
+#[derive(Clone, Copy, Debug)]
+pub enum Synthetic {
+    /// `adjoint::data::synthetic_shapes`: one or two shapes an image (the autoencoder's and
+    /// the VAE's data).
+    Shapes,
+    /// `adjoint::data::single_shapes`: one shape an image, so a classifier of its label can
+    /// score a generator's samples (the GAN's data).
+    SingleShapes,
+}
+
 impl DataArgs {
-    /// The training and validation images (synthetic ones made from `seed`), and where they
-    /// come from, for the log.
+    /// The training and validation images (`synthetic` ones made from `seed` when there is no
+    /// `--data-dir`), and where they come from, for the log.
     ///
     /// # Errors
     /// Files that cannot be read, or a `--train-size` that leaves no image to validate on.
-    pub fn load(&self, seed: u64) -> Result<(Dataset, Dataset, String), Box<dyn Error>> {
+    pub fn load(&self, seed: u64, synthetic: Synthetic) -> Result<(Dataset, Dataset, String), Box<dyn Error>> {
         let (all, source) = match &self.data_dir {
             Some(dir) => {
                 let all = load_mnist_dir(dir)?;
@@ -292,10 +303,16 @@ impl DataArgs {
                 (all, dir.display().to_string())
             }
             // Both sizes are at most MAX_IMAGES, so the sum cannot overflow.
-            None => (
-                synthetic_shapes(self.train_size + self.val_size, 28, seed)?,
-                "synthetic shapes".to_string(),
-            ),
+            None => {
+                let n = self.train_size + self.val_size;
+                match synthetic {
+                    Synthetic::Shapes => (synthetic_shapes(n, 28, seed)?, "synthetic shapes".to_string()),
+                    Synthetic::SingleShapes => (
+                        single_shapes(n, 28, seed)?,
+                        "synthetic shapes, one an image".to_string(),
+                    ),
+                }
+            }
         };
         let (train, val) = all.split_at(self.train_size)?;
         Ok((train, val, source))

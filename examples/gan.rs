@@ -1,5 +1,6 @@
 //! Train a DCGAN (`adjoint::models::dcgan_generator` and `dcgan_discriminator`) on built-in
-//! synthetic shapes, or on MNIST-format files with `--data-dir`, and measure its samples.
+//! synthetic shapes (one an image, `adjoint::data::single_shapes`), or on MNIST-format files
+//! with `--data-dir`, and measure its samples.
 //!
 //! ```text
 //! cargo run --release --example gan                                  # synthetic shapes
@@ -40,7 +41,7 @@ use adjoint::plot::{image_grid, line_chart};
 use adjoint::{Tape, bce_with_logits, cross_entropy};
 use clap::Parser;
 use common::{
-    DataArgs, StepTimes, Upsample, count, epoch_bar, exit_code, learning_rate, out_dir, publish,
+    DataArgs, StepTimes, Synthetic, Upsample, count, epoch_bar, exit_code, learning_rate, out_dir, publish,
     refuse_non_finite_weights, shuffled,
 };
 use ndarray::{Array1, Array2, Array3, ArrayD, Axis, Ix2, Ix4, s};
@@ -71,8 +72,10 @@ struct Args {
     /// Passes of the GAN over the training set (at least 1).
     #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
     epochs: usize,
-    /// Passes of the classifier over the training set, before the GAN trains (at least 1).
-    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
+    /// Passes of the classifier over the training set, before the GAN trains (at least 1; 5,
+    /// as the PyTorch twin: on the synthetic shapes it then tells 87% of them apart, 71% after
+    /// 2).
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
     classifier_epochs: usize,
     /// Images per optimizer step, for the GAN and the classifier (1 to 2048).
     #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = count(1, MAX_BATCH_SIZE))]
@@ -105,7 +108,7 @@ struct Args {
 
 /// The training and validation images, and where they come from.
 fn load_data(args: &Args) -> Result<(Dataset, Dataset, String), Box<dyn Error>> {
-    let (train, val, source) = args.images.load(args.seed)?;
+    let (train, val, source) = args.images.load(args.seed, Synthetic::SingleShapes)?;
     if train.image_size() != (28, 28) {
         let (h, w) = train.image_size();
         return Err(format!("{source}: images are {h}×{w}; the DCGAN makes and judges 28×28 images").into());

@@ -579,6 +579,73 @@ fn synthetic_mean_image_differs_by_kind() {
     assert!(mean_lit(ShapeKind::Rectangle) > mean_lit(ShapeKind::Stroke));
 }
 
+/// Lit regions (8-connected pixels ≥ 0.25) of an image, by flood fill.
+fn lit_regions(image: ndarray::ArrayView2<f32>) -> usize {
+    let (h, w) = image.dim();
+    let mut seen = vec![false; h * w];
+    let mut regions = 0;
+    for start in 0..h * w {
+        if seen[start] || image[[start / w, start % w]] < 0.25 {
+            continue;
+        }
+        regions += 1;
+        let mut stack = vec![start];
+        seen[start] = true;
+        while let Some(at) = stack.pop() {
+            let (y, x) = (at / w, at % w);
+            for (dy, dx) in [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)] {
+                let (ny, nx) = (y as isize + dy, x as isize + dx);
+                if ny < 0 || nx < 0 || ny >= h as isize || nx >= w as isize {
+                    continue;
+                }
+                let next = ny as usize * w + nx as usize;
+                if !seen[next] && image[[next / w, next % w]] >= 0.25 {
+                    seen[next] = true;
+                    stack.push(next);
+                }
+            }
+        }
+    }
+    regions
+}
+
+/// `single_shapes` draws one shape an image (one lit region in each of 1,000), every kind
+/// about equally often, while `synthetic_shapes`, the same generator, shows two separate
+/// regions in some of its images (63 of these 1,000; its second shapes mostly overlap the
+/// first).
+#[test]
+fn single_shapes_hold_one_shape_each() {
+    use adjoint::data::single_shapes;
+    let single = single_shapes(1_000, 28, 5).unwrap();
+    let regions: Vec<usize> = single
+        .images
+        .outer_iter()
+        .map(|i| lit_regions(i.index_axis(Axis(0), 0)))
+        .collect();
+    assert!(
+        regions.iter().all(|&r| r == 1),
+        "{:?}",
+        regions.iter().filter(|&&r| r != 1).count()
+    );
+    let mut counts = [0usize; 5];
+    single
+        .labels
+        .as_ref()
+        .unwrap()
+        .iter()
+        .for_each(|&l| counts[usize::from(l)] += 1);
+    assert!(counts.iter().all(|&c| (150..250).contains(&c)), "{counts:?}");
+
+    let mixed = synthetic_shapes(1_000, 28, 5).unwrap();
+    let two = mixed
+        .images
+        .outer_iter()
+        .filter(|i| lit_regions(i.index_axis(Axis(0), 0)) >= 2)
+        .count();
+    assert!(two > 30, "{two} of 1000 mixed images show two shapes");
+    assert!(single_shapes(3, 7, 0).is_err());
+}
+
 #[test]
 fn synthetic_rejects_bad_sizes_without_panicking() {
     assert!(matches!(

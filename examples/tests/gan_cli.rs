@@ -83,7 +83,7 @@ fn tiny_runs_write_their_outputs_deterministically() {
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{}", text(&out.stderr));
         for line in [
-            "data: synthetic shapes: 64 training, 16 validation images",
+            "data: synthetic shapes, one an image: 64 training, 16 validation images",
             "classifier epoch 1: loss ",
             "untrained: confidence ",
             "epoch   1: D ",

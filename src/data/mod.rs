@@ -35,7 +35,7 @@ pub use idx::{load_mnist_dir, parse_idx_images, parse_idx_labels, read_idx_image
 pub use scenes::{
     Keypoint, KeypointKind, MAX_SCENE_SIZE, MIN_SCENE_SIZE, SceneClass, Scenes, digit_scenes, synthetic_scenes,
 };
-pub use shapes::{ShapeKind, synthetic_shapes};
+pub use shapes::{ShapeKind, single_shapes, synthetic_shapes};
 
 /// Everything that can go wrong while loading or slicing data.
 ///
