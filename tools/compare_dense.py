@@ -42,9 +42,10 @@ def adjoint(task, seed, upsample, out_dir):
     return result
 
 
-def twin(task, seed, upsample, data):
+def twin(task, seed, upsample, data, threads):
     """Runs the PyTorch twin and returns its `RESULT` line."""
-    cmd = [sys.executable, str(TOOLS / f"twin_{task}.py"), "--data", str(data), "--seed", str(seed), "--upsample", upsample]
+    cmd = [sys.executable, str(TOOLS / f"twin_{task}.py"), "--data", str(data), "--seed", str(seed), "--upsample", upsample,
+           "--threads", str(threads)]
     line = next(l for l in run(cmd).splitlines() if l.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
 
@@ -61,6 +62,9 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--upsample", nargs="+", default=["transposed", "resize"])
     parser.add_argument("--tasks", nargs="+", default=["segmentation", "keypoints"], choices=list(PATTERNS))
+    parser.add_argument("--twin-threads", type=int, default=2,
+                        help="PyTorch's threads (1 on a machine other jobs load: its 2 OpenMP threads then wait "
+                             "on each other, and the run takes many times as long; the scores do not depend on it)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         scratch = pathlib.Path(scratch)
@@ -73,7 +77,7 @@ def main():
                         binary = ROOT / "target" / "release" / "examples" / task
                         run([str(binary), "--seed", str(seed), "--export-data", str(data)])
                     ours = adjoint(task, seed, upsample, scratch / "out")
-                    theirs = twin(task, seed, upsample, data)
+                    theirs = twin(task, seed, upsample, data, args.twin_threads)
                     theirs = {
                         "score": theirs["miou"] if task == "segmentation" else theirs["f1"],
                         **({"error": theirs["error_px"]} if task == "keypoints" else {}),

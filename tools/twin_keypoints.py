@@ -216,7 +216,7 @@ def evaluate(model, images, truths, thresholds):
 
 
 def main(argv=None):
-    parser = twin_parser(__doc__, lr=3e-3)
+    parser = twin_parser(__doc__, lr=3e-3, epochs=7)
     parser.add_argument("--loss", choices=("bce", "weighted-bce", "focal"), default="weighted-bce")
     parser.add_argument("--weight", type=float, default=10.0, help="weighted-bce: per-pixel weight 1 + WEIGHT * target")
     parser.add_argument("--sigma", type=float, default=1.5)

@@ -50,13 +50,13 @@ class UNet(nn.Module):
 WIDTHS = (16, 32, 64)
 
 
-def twin_parser(doc, lr):
-    """The flags both twins take; `lr` is the task's default learning rate."""
+def twin_parser(doc, lr, epochs):
+    """The flags both twins take; `lr` and `epochs` are the task's defaults."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=pathlib.Path, required=True,
                         help="directory written by the Rust example's --export-data (train/ and val/)")
     parser.add_argument("--upsample", choices=("transposed", "resize"), default="transposed")
-    parser.add_argument("--epochs", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--seed", type=int, default=0)
