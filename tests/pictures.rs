@@ -344,3 +344,64 @@ fn dilation_leaves_input_cells_between_taps_unread() {
     );
     check("dilated_unread", s, 3, 7, [49, 9], [0, 40]);
 }
+
+/// The guide's table of Dumoulin & Visin's named cases: each row's command draws the conv it
+/// names, and the sizes it states are the library's.
+#[test]
+fn the_guides_dumoulin_visin_table_matches_the_geometry() {
+    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide.md")).unwrap();
+    let at = guide
+        .find("### Dumoulin & Visin's named cases")
+        .expect("the table's heading");
+    let numbers = |text: &str| -> Vec<usize> {
+        text.split(|c: char| !c.is_ascii_digit())
+            .filter(|t| !t.is_empty())
+            .map(|t| t.parse().unwrap())
+            .collect()
+    };
+    let mut rows = 0;
+    for line in guide[at..].lines().skip_while(|l| !l.starts_with("|---")).skip(1) {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (conv, transposed, command) = (numbers(cells[2]), numbers(cells[3]), cells[4]);
+        let [i, k, s, p, d, o] = conv[..] else { panic!("{line}") };
+        let [o_t, back, op] = transposed[..] else {
+            panic!("{line}")
+        };
+        // The command's flags are the row's settings (dilation 1 when not given).
+        let flag = |name: &str, default: usize| {
+            let words: Vec<&str> = command.trim_matches('`').split_whitespace().collect();
+            words
+                .iter()
+                .position(|w| *w == name)
+                .map_or(default, |j| words[j + 1].parse().unwrap())
+        };
+        assert_eq!(
+            [
+                flag("--input", 0),
+                flag("--kernel", 0),
+                flag("--stride", 0),
+                flag("--padding", 0),
+                flag("--dilation", 1)
+            ],
+            [i, k, s, p, d],
+            "{line}"
+        );
+        let axis = AxisGeometry::new(k, s, p, d);
+        assert_eq!(axis.conv_output_size(i), Some(o), "{line}");
+        assert_eq!(o_t, o, "{line}");
+        assert_eq!(axis.past_last_window(i), Some(op), "{line}");
+        assert_eq!(axis.conv_transpose_output_size(o, op), Some(back), "{line}");
+        assert_eq!(back, i, "{line}");
+        // And the animation the command writes has those sizes.
+        let dir = temp_dir(&format!("dv-{rows}"));
+        let written = write_gifs(&dir, &settings(i, k, s, p, d), 10).unwrap();
+        assert_eq!(written[0].1.out_side, o, "{line}");
+        assert_eq!(written[1].1.out_side, back, "{line}");
+        std::fs::remove_dir_all(dir).unwrap();
+        rows += 1;
+    }
+    assert_eq!(rows, 8, "the table's rows");
+}
