@@ -7,7 +7,7 @@ mod draw;
 use std::path::{Path, PathBuf};
 
 use adjoint::ops::conv::AxisGeometry;
-use draw::{Settings, Written, unread_captions, write_gifs};
+use draw::{Settings, Written, legends, unread_captions, write_gifs};
 
 /// A fresh directory per test, so tests running in parallel never share files.
 fn temp_dir(name: &str) -> PathBuf {
@@ -78,6 +78,7 @@ const OUT_DONE: (u8, u8, u8) = (130, 215, 200);
 const OUT_CURRENT: (u8, u8, u8) = (20, 140, 125);
 const NEVER_READ: (u8, u8, u8) = (200, 60, 60);
 const PADDING_NEVER_READ: (u8, u8, u8) = (235, 150, 40);
+const OUTPUT_PADDING: (u8, u8, u8) = (250, 235, 180);
 
 /// The colour of grid cell (row, col) of a grid at `origin`, sampled a fifth of a cell in from
 /// its top-left corner: inside a kernel tap's square, clear of grid lines and tap numbers.
@@ -101,7 +102,7 @@ fn input_grid_census(gif: &Decoded, w: &Written) -> [usize; 4] {
             match own {
                 Some(INPUT) => census[0] += 1,
                 Some(INSERTED) => census[1] += 1,
-                Some(WHITE) => census[2] += 1,
+                Some(WHITE | OUTPUT_PADDING) => census[2] += 1,
                 None => census[3] += 1,
                 Some(other) => panic!("cell ({row}, {col}) has colour {other:?}"),
             }
@@ -404,4 +405,80 @@ fn the_guides_dumoulin_visin_table_matches_the_geometry() {
         rows += 1;
     }
     assert_eq!(rows, 8, "the table's rows");
+}
+
+/// Every kind of cell drawn has its key in the legend, and only those: output padding (pale
+/// yellow behind the dashes), cropped cells (hatched, outside the grid), taps on zeros.
+#[test]
+fn the_legend_has_a_key_for_every_kind_of_cell_drawn() {
+    // i = 6, p = 1: a = 1, so the transposed view ends with one row and column of output
+    // padding. Its padded axis is [pad, 5 stretched, pad, output pad]: output padding fills
+    // the last row and column except where they cross the padding, 5 + 5 + 1 cells.
+    let s = settings(6, 3, 2, 1, 1);
+    let [conv, transposed] = legends(&s).unwrap();
+    assert_eq!(
+        conv,
+        [
+            "input",
+            "padding zero",
+            "tap on an input cell",
+            "tap on a zero (adds nothing)",
+            "padding never read",
+            "computed",
+            "this frame"
+        ]
+    );
+    assert_eq!(
+        transposed,
+        [
+            "input",
+            "padding zero",
+            "output padding zero",
+            "inserted zero",
+            "tap on an input cell",
+            "tap on a zero (adds nothing)",
+            "computed",
+            "this frame"
+        ]
+    );
+    let dir = temp_dir("legend-output-padding");
+    let written = write_gifs(&dir, &s, 10).unwrap();
+    let (path, w) = &written[1];
+    let gif = decode(path);
+    let side = w.in_side;
+    let yellow: Vec<(usize, usize)> = (0..side * side)
+        .map(|q| (q / side, q % side))
+        .filter(|&(r, c)| (0..w.frames).any(|f| cell_color(&gif, f, w, w.in_origin, r, c) == OUTPUT_PADDING))
+        .collect();
+    assert_eq!(yellow.len(), 11, "{yellow:?}");
+    assert!(yellow.iter().all(|&(r, c)| r == 7 || c == 7), "{yellow:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+
+    // p = 3 > d(k − 1) = 2: one stretched cell cropped at each end, drawn hatched around the
+    // grid; no padding or output padding is left, and a conv without padding has no taps on
+    // zeros.
+    let s = settings(5, 3, 2, 3, 1);
+    let [_, transposed] = legends(&s).unwrap();
+    assert!(
+        transposed.contains(&"cropped: p > d(k−1)".to_string()),
+        "{transposed:?}"
+    );
+    assert!(!transposed.iter().any(|l| l.contains("padding")), "{transposed:?}");
+    let dir = temp_dir("legend-cropped");
+    let written = write_gifs(&dir, &s, 10).unwrap();
+    let (path, w) = &written[1];
+    let gif = decode(path);
+    let cell = usize::from(w.cell);
+    let (x0, y0) = (usize::from(w.in_origin.0), usize::from(w.in_origin.1));
+    let hatch = (x0 - cell..x0)
+        .flat_map(|x| (y0..y0 + cell * w.in_side).map(move |y| (x, y)))
+        .filter(|&(x, y)| gif.frames[0][(y * gif.width + x) * 4..][..3] == [175, 175, 175])
+        .count();
+    assert!(
+        hatch > cell * w.in_side / 2,
+        "no hatched column left of the grid: {hatch} px"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+    let [conv, _] = legends(&settings(5, 3, 1, 0, 1)).unwrap();
+    assert!(!conv.iter().any(|l| l.contains("zero")), "{conv:?}");
 }
