@@ -142,7 +142,7 @@ fn check(name: &str, s: Settings, o: usize, n: usize, inputs: [usize; 2], insert
     let dir = temp_dir(name);
     let written = write_gifs(&dir, &s, 100).unwrap();
     let names: Vec<_> = written.iter().map(|(p, _)| p.file_name().unwrap().to_owned()).collect();
-    assert_eq!(names, ["conv.gif", "conv_transpose.gif"]);
+    assert_eq!(names, ["conv.gif", "conv_transpose.gif", "conv_transpose_scatter.gif"]);
     for (j, ((path, w), side)) in written.iter().zip([o, n]).enumerate() {
         let gif = decode(path);
         let what = path.display();
@@ -481,4 +481,70 @@ fn the_legend_has_a_key_for_every_kind_of_cell_drawn() {
     std::fs::remove_dir_all(dir).unwrap();
     let [conv, _] = legends(&settings(5, 3, 1, 0, 1)).unwrap();
     assert!(!conv.iter().any(|l| l.contains("zero")), "{conv:?}");
+}
+
+/// The scatter view's shades: how many stamps have written to each output cell, by plain
+/// loops (input cell `j` and tap `t` write to `j·s + t·d − p` on each axis).
+const SHADES: [(u8, u8, u8); 5] = [
+    (255, 255, 255),
+    (215, 240, 234),
+    (150, 212, 198),
+    (70, 170, 150),
+    (20, 110, 95),
+];
+
+/// `conv_transpose_scatter.gif`: one frame per input cell of the transposed conv, and after
+/// frame `f` every output cell shaded by how many of the first `f + 1` stamps wrote to it,
+/// counted here by loops; cropped and output-padding cells sit where the geometry puts them.
+#[test]
+fn the_scatter_view_shades_each_output_cell_by_its_stamps() {
+    for (name, s) in [
+        ("scatter-strided", settings(5, 3, 2, 1, 1)),
+        ("scatter-output-padding", settings(6, 3, 2, 1, 1)),
+        ("scatter-cropped", settings(5, 3, 2, 3, 1)),
+        ("scatter-dilated", settings(7, 3, 1, 0, 2)),
+        ("scatter-wide", settings(4, 4, 2, 0, 1)),
+    ] {
+        let axis = AxisGeometry::new(s.kernel, s.stride, s.padding, s.dilation);
+        let o = axis.conv_output_size(s.input).unwrap();
+        let op = axis.past_last_window(s.input).unwrap();
+        let n = axis.conv_transpose_output_size(o, op).unwrap();
+        let dir = temp_dir(name);
+        let written = write_gifs(&dir, &s, 10).unwrap();
+        let (path, w) = &written[2];
+        assert_eq!(path.file_name().unwrap(), "conv_transpose_scatter.gif");
+        let gif = decode(path);
+        assert_eq!((w.frames, gif.frames.len(), w.in_side), (o * o, o * o, o), "{name}");
+        // The canvas spans output positions −p .. max(last reached, n − 1).
+        let reach = (o - 1) * s.stride + s.dilation * (s.kernel - 1);
+        assert_eq!(w.out_side, (reach + 1).max(n + s.padding), "{name}");
+        // The last output position a stamp reaches; past it, output padding.
+        let last = reach as isize - s.padding as isize;
+        for f in [0, o * o / 2, o * o - 1] {
+            for r in 0..n {
+                for c in 0..n {
+                    // Writes of the first f + 1 input cells (row-major) to output (r, c).
+                    let mut count = 0;
+                    for j in 0..=f {
+                        let (jr, jc) = (j / o, j % o);
+                        for tr in 0..s.kernel {
+                            for tc in 0..s.kernel {
+                                let at =
+                                    |j: usize, t: usize| (j * s.stride + t * s.dilation) as isize - s.padding as isize;
+                                count += usize::from(at(jr, tr) == r as isize && at(jc, tc) == c as isize);
+                            }
+                        }
+                    }
+                    let got = cell_color(&gif, f, w, w.out_origin, r + s.padding, c + s.padding);
+                    let expected = if r as isize > last || c as isize > last {
+                        OUTPUT_PADDING
+                    } else {
+                        SHADES[count.min(4)]
+                    };
+                    assert_eq!(got, expected, "{name}: frame {f}, output ({r}, {c}), {count} stamps");
+                }
+            }
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

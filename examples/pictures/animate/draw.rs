@@ -22,6 +22,9 @@ use plotters::prelude::*;
 #[path = "../user_error.rs"]
 mod user_error;
 
+#[path = "scatter.rs"]
+mod scatter;
+
 /// Any failure: the library refusing a setting (its own message), a setting too large to draw,
 /// a drawing or encoding failure, or a failed write.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -48,9 +51,13 @@ pub struct Settings {
 /// What a call wrote, for the caller to report and for the test to compare with the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
-    /// Frames in the file: one per output cell, `out_side²`.
+    /// Frames in the file: one per output cell, `out_side²` (one per input cell, `in_side²`, for
+    /// the scatter view).
     pub frames: usize,
-    /// Side of the output grid.
+    /// What one frame is for: "output cells" or "input cells".
+    pub frame_cells: &'static str,
+    /// Side of the output grid (for the scatter view, of the whole scatter, cropped cells
+    /// included).
     pub out_side: usize,
     /// Picture size in pixels.
     pub width: u16,
@@ -73,23 +80,33 @@ const MAX_FRAMES: usize = 1600;
 
 /// Writes `conv.gif` (the padded input with the kernel's taps moving over it, the output
 /// filling in) and `conv_transpose.gif` (Dumoulin & Visin's view: a stride-1 conv with the
-/// flipped kernel over the conv's output stretched by inserted zeros and padded) into `dir`,
-/// one frame per output cell, each frame showing `frame_ms` (the last one four times as long).
+/// flipped kernel over the conv's output stretched by inserted zeros and padded), one frame per
+/// output cell, and `conv_transpose_scatter.gif` (d2l's view: each input cell of the transposed
+/// conv stamps the scaled kernel into the output, overlaps adding), one frame per input cell,
+/// into `dir`, each frame showing `frame_ms` (the last one four times as long).
 ///
-/// Both animations are planned before either file is written, so a setting the transposed conv
+/// All animations are planned before any file is written, so a setting the transposed conv
 /// refuses leaves no conv.gif behind either.
 pub fn write_gifs(dir: &Path, settings: &Settings, frame_ms: u16) -> Result<Vec<(PathBuf, Written)>, Error> {
-    let plans = [
-        ("conv.gif", conv_plan(settings)?),
-        ("conv_transpose.gif", conv_transpose_plan(settings)?),
-    ];
+    let conv = conv_plan(settings)?;
+    let transposed = conv_transpose_plan(settings)?;
+    let op = match settings.output_padding {
+        Some(op) => op,
+        None => AxisGeometry::new(settings.kernel, settings.stride, settings.padding, settings.dilation)
+            .past_last_window(settings.input)
+            .ok_or("no kernel window fits the padded input")?,
+    };
+    let scatter = scatter::scatter_plan(settings, conv.out, op)?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut written = Vec::new();
-    for (name, plan) in &plans {
+    for (name, plan) in [("conv.gif", &conv), ("conv_transpose.gif", &transposed)] {
         let path = dir.join(name);
         let info = render(&path, plan, frame_ms)?;
         written.push((path, info));
     }
+    let path = dir.join("conv_transpose_scatter.gif");
+    let info = scatter::render(&path, &scatter, frame_ms)?;
+    written.push((path, info));
     Ok(written)
 }
 
@@ -444,7 +461,11 @@ const OUTPUT_PADDING: RGBColor = RGBColor(250, 235, 180);
 const CROPPED: RGBColor = RGBColor(238, 238, 238);
 const CROP_LINE: RGBColor = RGBColor(175, 175, 175);
 /// Every colour above, so the GIF palette holds each one exactly.
-const NAMED: [RGBColor; 18] = [
+const NAMED: [RGBColor; 22] = [
+    scatter::SHADES[1],
+    scatter::SHADES[2],
+    scatter::SHADES[3],
+    scatter::SHADES[4],
     OUTPUT_PADDING,
     CROPPED,
     CROP_LINE,
@@ -479,7 +500,6 @@ struct Layout {
     cell: i32,
     width: u32,
     height: u32,
-    title_y: i32,
     subtitle_y: Vec<i32>,
     grid: (i32, i32),
     out: (i32, i32),
@@ -497,6 +517,8 @@ enum Swatch {
     TapOnZero,
     Done,
     Current,
+    /// The scatter view's shade of an output cell written by this many stamps.
+    Shade(usize),
     /// The cross on a cell of this kind that no tap reads.
     NeverRead(Kind),
 }
@@ -510,11 +532,7 @@ fn layout(plan: &Plan) -> Result<Layout, Error> {
     let drawn_px = drawn as i32 * cell;
     let out_px = plan.out as i32 * cell;
     let text_h = TEXT_SIZE as i32 + LINE_GAP;
-    let title_y = MARGIN;
-    let subtitle_y: Vec<i32> = (0..plan.subtitle.len() as i32)
-        .map(|l| title_y + TITLE_SIZE as i32 + LINE_GAP + l * text_h)
-        .collect();
-    let top = subtitle_y.last().copied().unwrap_or(title_y + TITLE_SIZE as i32) + text_h + 10;
+    let (subtitle_y, top) = heading_lines(plan.subtitle.len());
     let grids_h = drawn_px.max(out_px);
     let crop_px = crop_before as i32 * cell;
     let grid = (MARGIN + crop_px, top + (grids_h - drawn_px) / 2 + crop_px);
@@ -551,18 +569,13 @@ fn layout(plan: &Plan) -> Result<Layout, Error> {
     legend.push((Swatch::Done, "computed".to_string()));
     legend.push((Swatch::Current, "this frame".to_string()));
 
-    let mut width = MARGIN + drawn_px + GRID_GAP + out_px + MARGIN;
-    width = width.max(2 * MARGIN + text_width(&plan.title, TITLE_SIZE, true)?);
-    for line in &plan.subtitle {
-        width = width.max(2 * MARGIN + text_width(line, TEXT_SIZE, false)?);
-    }
+    let width = (MARGIN + drawn_px + GRID_GAP + out_px + MARGIN).max(heading_width(&plan.title, &plan.subtitle)?);
     let (legend, legend_h) = legend_lines(legend, width - 2 * MARGIN, legend_y)?;
     let height = legend_y + legend_h + MARGIN;
     Ok(Layout {
         cell,
         width: width as u32,
         height: height as u32,
-        title_y,
         subtitle_y,
         grid,
         out,
@@ -590,6 +603,36 @@ fn legend_lines(entries: Vec<(Swatch, String)>, max_w: i32, top: i32) -> Result<
         x += w + 18;
     }
     Ok((placed, y + SWATCH - top))
+}
+
+/// The top of each subtitle line under the title at [`MARGIN`], and the top of what follows.
+fn heading_lines(lines: usize) -> (Vec<i32>, i32) {
+    let text_h = TEXT_SIZE as i32 + LINE_GAP;
+    let subtitle_y: Vec<i32> = (0..lines as i32)
+        .map(|l| MARGIN + TITLE_SIZE as i32 + LINE_GAP + l * text_h)
+        .collect();
+    let top = subtitle_y.last().copied().unwrap_or(MARGIN + TITLE_SIZE as i32) + text_h + 10;
+    (subtitle_y, top)
+}
+
+/// The width the title and subtitle need, margins included.
+fn heading_width(title: &str, subtitle: &[String]) -> Result<i32, Error> {
+    let mut width = text_width(title, TITLE_SIZE, true)?;
+    for line in subtitle {
+        width = width.max(text_width(line, TEXT_SIZE, false)?);
+    }
+    Ok(2 * MARGIN + width)
+}
+
+/// Queues the title and the subtitle lines.
+fn push_heading(title: &str, subtitle: &[String], subtitle_y: &[i32], labels: &mut Vec<Label>) {
+    labels.push(Label {
+        bold: true,
+        ..Label::new(title, (MARGIN, MARGIN + TITLE_SIZE as i32 / 2), TITLE_SIZE)
+    });
+    for (line, &y) in subtitle.iter().zip(subtitle_y) {
+        labels.push(Label::new(line, (MARGIN, y + TEXT_SIZE as i32 / 2), TEXT_SIZE));
+    }
 }
 
 /// One legend entry where it is drawn: its key's top-left corner.
@@ -740,13 +783,8 @@ fn draw_cell(area: &Area, rect: [(i32, i32); 2], kind: Kind) -> Result<(), Error
     Ok(())
 }
 
-/// A cell the transposed view crops away, hatched with diagonals a quarter cell apart over what
-/// it was (`kind`; grey for the legend's key).
-fn draw_cropped(area: &Area, [(x0, y0), (x1, y1)]: [(i32, i32); 2], kind: Option<Kind>) -> Result<(), Error> {
-    match kind {
-        Some(kind) => draw_cell(area, [(x0, y0), (x1, y1)], kind)?,
-        None => area.draw(&Rectangle::new([(x0, y0), (x1, y1)], CROPPED.filled()))?,
-    }
+/// Diagonals a quarter cell apart across a square cell, in the cropped cells' grey.
+fn hatch_lines(area: &Area, [(x0, y0), (x1, _)]: [(i32, i32); 2]) -> Result<(), Error> {
     let (w, step) = (x1 - x0, ((x1 - x0) / 4).max(3));
     // Lines x − y = c, from where they enter the square to where they leave it.
     for c in (-w + step..w).step_by(step as usize) {
@@ -756,6 +794,17 @@ fn draw_cropped(area: &Area, [(x0, y0), (x1, y1)]: [(i32, i32); 2], kind: Option
             CROP_LINE,
         ))?;
     }
+    Ok(())
+}
+
+/// A cell the transposed view crops away, hatched with diagonals a quarter cell apart over what
+/// it was (`kind`; grey for the legend's key).
+fn draw_cropped(area: &Area, [(x0, y0), (x1, y1)]: [(i32, i32); 2], kind: Option<Kind>) -> Result<(), Error> {
+    match kind {
+        Some(kind) => draw_cell(area, [(x0, y0), (x1, y1)], kind)?,
+        None => area.draw(&Rectangle::new([(x0, y0), (x1, y1)], CROPPED.filled()))?,
+    }
+    hatch_lines(area, [(x0, y0), (x1, y1)])?;
     area.draw(&Rectangle::new([(x0, y0), (x1, y1)], CROP_LINE))?;
     Ok(())
 }
@@ -781,31 +830,10 @@ fn draw_never_read(area: &Area, [(x0, y0), (x1, y1)]: [(i32, i32); 2], kind: Kin
     Ok(())
 }
 
-/// Draws frame `frame` (output cell `frame`, row-major) into `rgb`.
-fn draw_frame(rgb: &mut [u8], plan: &Plan, lay: &Layout, frame: usize) -> Result<(), Error> {
-    let size = (lay.width, lay.height);
-    let mut labels = Vec::new();
-    {
-        let area = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
-        draw_shapes(&area, plan, lay, frame, &mut labels)?;
-        area.present()?;
-    }
-    for label in &labels {
-        draw_label(rgb, size, label)?;
-    }
-    Ok(())
-}
-
 fn draw_shapes(area: &Area, plan: &Plan, lay: &Layout, frame: usize, labels: &mut Vec<Label>) -> Result<(), Error> {
     area.fill(&WHITE)?;
     let text_mid = TEXT_SIZE as i32 / 2;
-    labels.push(Label {
-        bold: true,
-        ..Label::new(&plan.title, (MARGIN, lay.title_y + TITLE_SIZE as i32 / 2), TITLE_SIZE)
-    });
-    for (line, &y) in plan.subtitle.iter().zip(&lay.subtitle_y) {
-        labels.push(Label::new(line, (MARGIN, y + text_mid), TEXT_SIZE));
-    }
+    push_heading(&plan.title, &plan.subtitle, &lay.subtitle_y, labels);
 
     let cell = lay.cell;
     for (r, &row) in plan.axis.iter().enumerate() {
@@ -923,6 +951,10 @@ fn draw_legend(area: &Area, legend: &[LegendItem], labels: &mut Vec<Label>) -> R
             Swatch::TapOnZero => area.draw(&Rectangle::new(rect, TAP_ON_ZERO.filled()))?,
             Swatch::Done => area.draw(&Rectangle::new(rect, OUT_DONE.filled()))?,
             Swatch::Current => area.draw(&Rectangle::new(rect, OUT_CURRENT.filled()))?,
+            Swatch::Shade(count) => {
+                area.draw(&Rectangle::new(rect, scatter::SHADES[count.min(4)].filled()))?;
+                area.draw(&Rectangle::new(rect, CELL_LINE))?
+            }
             Swatch::NeverRead(kind) => {
                 draw_cell(area, rect, kind)?;
                 draw_never_read(area, [(x - 2, y - 2), (x + SWATCH + 2, y + SWATCH + 2)], kind)?
@@ -936,15 +968,69 @@ fn draw_legend(area: &Area, legend: &[LegendItem], labels: &mut Vec<Label>) -> R
 /// Draws every frame and writes the GIF, only once all of it is encoded.
 fn render(path: &Path, plan: &Plan, frame_ms: u16) -> Result<Written, Error> {
     let lay = layout(plan)?;
+    let sides = (plan.axis.len(), plan.out);
+    write_frames(
+        path,
+        &lay,
+        sides,
+        (plan.out * plan.out, "output cells"),
+        frame_ms,
+        |area, f, labels| draw_shapes(area, plan, &lay, f, labels),
+    )
+}
+
+/// Draws the frames by `draw` and writes the GIF ([`encode`]); what was written, for a picture
+/// laid out by `lay` with input and output grids of `sides` cells a side and `frames` frames,
+/// one per one of `frame_cells`.
+fn write_frames(
+    path: &Path,
+    lay: &Layout,
+    (in_side, out_side): (usize, usize),
+    (frames, frame_cells): (usize, &'static str),
+    frame_ms: u16,
+    draw: impl FnMut(&Area, usize, &mut Vec<Label>) -> Result<(), Error>,
+) -> Result<Written, Error> {
+    let (width, height, bytes) = encode(path, (lay.width, lay.height), frames, frame_ms, draw)?;
+    Ok(Written {
+        frames,
+        frame_cells,
+        out_side,
+        width,
+        height,
+        bytes,
+        cell: lay.cell as u16,
+        in_side,
+        in_origin: (lay.grid.0 as u16, lay.grid.1 as u16),
+        out_origin: (lay.out.0 as u16, lay.out.1 as u16),
+    })
+}
+
+/// Draws `frames` frames of a `size` picture, each by `draw` (shapes onto the area, labels
+/// queued and written over them afterwards), and writes the GIF only once all of it is
+/// encoded: its width, height and size in bytes.
+fn encode(
+    path: &Path,
+    size: (u32, u32),
+    frames: usize,
+    frame_ms: u16,
+    mut draw: impl FnMut(&Area, usize, &mut Vec<Label>) -> Result<(), Error>,
+) -> Result<(u16, u16, usize), Error> {
     let (w, h) = (
-        u16::try_from(lay.width).map_err(|_| "picture too wide for a GIF")?,
-        u16::try_from(lay.height).map_err(|_| "picture too tall for a GIF")?,
+        u16::try_from(size.0).map_err(|_| "picture too wide for a GIF")?,
+        u16::try_from(size.1).map_err(|_| "picture too tall for a GIF")?,
     );
-    let frames = plan.out * plan.out;
     let mut gif = GifFrames::new(w, h)?;
-    let mut rgb = vec![0u8; lay.width as usize * lay.height as usize * 3];
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
     for f in 0..frames {
-        draw_frame(&mut rgb, plan, &lay, f)?;
+        let mut labels = Vec::new();
+        {
+            let area = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+            draw(&area, f, &mut labels)?;
+            area.present()?;
+        }
+        for label in &labels {
+            draw_label(&mut rgb, size, label)?;
+        }
         // The finished picture stays up a while before the loop starts again.
         let ms = if f + 1 == frames {
             frame_ms.saturating_mul(4)
@@ -954,19 +1040,9 @@ fn render(path: &Path, plan: &Plan, frame_ms: u16) -> Result<Written, Error> {
         gif.push(&rgb, ms)?;
     }
     let bytes = gif.finish()?;
-    let size = bytes.len();
+    let len = bytes.len();
     std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Written {
-        frames,
-        out_side: plan.out,
-        width: w,
-        height: h,
-        bytes: size,
-        cell: lay.cell as u16,
-        in_side: plan.axis.len(),
-        in_origin: (lay.grid.0 as u16, lay.grid.1 as u16),
-        out_origin: (lay.out.0 as u16, lay.out.1 as u16),
-    })
+    Ok((w, h, len))
 }
 
 /// A GIF encoder for flat-coloured frames: one global palette holding every named colour
