@@ -221,3 +221,93 @@ fn a_strided_convs_input_gradient_is_the_checkerboard_of_its_transpose() {
     assert!(input_gradient_counts(4, 0, 2, 1).is_err());
     assert!(input_gradient_counts(4, 3, 2, 0).is_err());
 }
+
+/// The guide, `docs/guide.md`.
+fn guide() -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide.md")).unwrap()
+}
+
+/// The whole numbers in `text`, in order.
+fn numbers(text: &str) -> Vec<usize> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
+/// Section 2's worked example: `A` of kernel [1, 2, 3], stride 2, on x = [1..7], from the dense
+/// matrix; and section 6's table of max/min ratios, from `coverage` on a 16×16 input.
+#[test]
+fn the_guides_numbers_are_the_librarys() {
+    use adjoint::ops::conv::ConvOptions;
+    use adjoint::ops::conv::views::conv_matrix;
+    let guide = guide();
+    let w = ArrayD::from_shape_vec(vec![1, 1, 3], vec![1.0, 2.0, 3.0]).unwrap();
+    let a = conv_matrix(&w, &[1, 7], &ConvOptions::new().stride(2)).unwrap();
+    let x = Array1::from_iter((1..=7).map(f64::from));
+    let y = a.dot(&x);
+    let back = a.t().dot(&y);
+    let list = |v: &Array1<f64>| v.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(", ");
+    assert!(guide.contains(&format!("`y = A x =\n[{}]`", list(&y))), "y = {y}");
+    assert!(guide.contains(&format!("`Aᵀ y = [{}]`", list(&back))), "Aᵀ y = {back}");
+
+    let at = guide
+        .find("max/min of the coverage counts away from the borders")
+        .unwrap();
+    let mut rows = 0;
+    for line in guide[at..].lines().skip(3).take_while(|l| !l.starts_with("```")) {
+        let fields: Vec<&str> = line.split_whitespace().filter(|f| *f != "|").collect();
+        let (k, s): (usize, usize) = (fields[0].parse().unwrap(), fields[1].parse().unwrap());
+        assert_eq!(fields[2].parse::<usize>().unwrap(), k % s, "{line}");
+        for (j, how) in [Upsampling::Transposed, Upsampling::ResizeConv].into_iter().enumerate() {
+            for layers in 1..=3 {
+                let ratio = coverage(16, k, s, layers, how).unwrap().interior_ratio;
+                assert_eq!(
+                    fields[3 + 3 * j + layers - 1],
+                    format!("{ratio:.2}"),
+                    "{line}: {how:?}, {layers} layers"
+                );
+            }
+        }
+        rows += 1;
+    }
+    assert_eq!(rows, 5);
+}
+
+/// Section 4's table of TensorFlow sizes, for k = 3, s = 2, from `geometry`'s TF rules.
+#[test]
+fn the_guides_tensorflow_table_is_the_librarys() {
+    use adjoint::ops::conv::geometry::{tf_same, tf_transpose_default_size, tf_transpose_sizes, tf_valid};
+    let guide = guide();
+    let row = |name: &str| -> Vec<Vec<usize>> {
+        let line = guide
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("| {name} |")))
+            .unwrap();
+        line.split('|')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .skip(1)
+            .map(numbers)
+            .collect()
+    };
+    for i in [7, 8] {
+        let cells = row(&format!("conv of {i} cells"));
+        // VALID: ⌈(i − k_e + 1)/s⌉ = o.
+        assert_eq!(cells[0], [i - 2, 2, tf_valid(i, 3, 2, 1)], "VALID {i}");
+        // SAME: ⌈i/s⌉ = o, padding total: before, after.
+        let (o, before, after) = tf_same(i, 3, 2, 1).unwrap();
+        assert_eq!(cells[1], [i, 2, o, before + after, before, after], "SAME {i}");
+    }
+    let defaults = row("transposed conv of 3 cells, by default");
+    assert_eq!(
+        defaults[0].last(),
+        tf_transpose_default_size(false, 3, 3, 2, 1).as_ref()
+    );
+    assert_eq!(defaults[1].last(), tf_transpose_default_size(true, 3, 3, 2, 1).as_ref());
+    let allowed = row("transposed conv of 3 cells, output shapes allowed");
+    for (cell, same) in allowed.iter().zip([false, true]) {
+        let range = tf_transpose_sizes(same, 3, 3, 2, 1).unwrap();
+        assert_eq!(*cell, range.collect::<Vec<_>>(), "same = {same}");
+    }
+}
