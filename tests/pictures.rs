@@ -7,7 +7,7 @@ mod draw;
 use std::path::{Path, PathBuf};
 
 use adjoint::ops::conv::AxisGeometry;
-use draw::{Settings, Written, unread_captions, write_gifs};
+use draw::{Settings, Written, legends, unread_captions, write_gifs};
 
 /// A fresh directory per test, so tests running in parallel never share files.
 fn temp_dir(name: &str) -> PathBuf {
@@ -78,6 +78,7 @@ const OUT_DONE: (u8, u8, u8) = (130, 215, 200);
 const OUT_CURRENT: (u8, u8, u8) = (20, 140, 125);
 const NEVER_READ: (u8, u8, u8) = (200, 60, 60);
 const PADDING_NEVER_READ: (u8, u8, u8) = (235, 150, 40);
+const OUTPUT_PADDING: (u8, u8, u8) = (250, 235, 180);
 
 /// The colour of grid cell (row, col) of a grid at `origin`, sampled a fifth of a cell in from
 /// its top-left corner: inside a kernel tap's square, clear of grid lines and tap numbers.
@@ -101,7 +102,7 @@ fn input_grid_census(gif: &Decoded, w: &Written) -> [usize; 4] {
             match own {
                 Some(INPUT) => census[0] += 1,
                 Some(INSERTED) => census[1] += 1,
-                Some(WHITE) => census[2] += 1,
+                Some(WHITE | OUTPUT_PADDING) => census[2] += 1,
                 None => census[3] += 1,
                 Some(other) => panic!("cell ({row}, {col}) has colour {other:?}"),
             }
@@ -141,7 +142,7 @@ fn check(name: &str, s: Settings, o: usize, n: usize, inputs: [usize; 2], insert
     let dir = temp_dir(name);
     let written = write_gifs(&dir, &s, 100).unwrap();
     let names: Vec<_> = written.iter().map(|(p, _)| p.file_name().unwrap().to_owned()).collect();
-    assert_eq!(names, ["conv.gif", "conv_transpose.gif"]);
+    assert_eq!(names, ["conv.gif", "conv_transpose.gif", "conv_transpose_scatter.gif"]);
     for (j, ((path, w), side)) in written.iter().zip([o, n]).enumerate() {
         let gif = decode(path);
         let what = path.display();
@@ -343,4 +344,207 @@ fn dilation_leaves_input_cells_between_taps_unread() {
         "{lines:?}"
     );
     check("dilated_unread", s, 3, 7, [49, 9], [0, 40]);
+}
+
+/// The guide's table of Dumoulin & Visin's named cases: each row's command draws the conv it
+/// names, and the sizes it states are the library's.
+#[test]
+fn the_guides_dumoulin_visin_table_matches_the_geometry() {
+    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide.md")).unwrap();
+    let at = guide
+        .find("### Dumoulin & Visin's named cases")
+        .expect("the table's heading");
+    let numbers = |text: &str| -> Vec<usize> {
+        text.split(|c: char| !c.is_ascii_digit())
+            .filter(|t| !t.is_empty())
+            .map(|t| t.parse().unwrap())
+            .collect()
+    };
+    let mut rows = 0;
+    for line in guide[at..].lines().skip_while(|l| !l.starts_with("|---")).skip(1) {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (conv, transposed, command) = (numbers(cells[2]), numbers(cells[3]), cells[4]);
+        let [i, k, s, p, d, o] = conv[..] else { panic!("{line}") };
+        let [o_t, back, op] = transposed[..] else {
+            panic!("{line}")
+        };
+        // The command's flags are the row's settings (dilation 1 when not given).
+        let flag = |name: &str, default: usize| {
+            let words: Vec<&str> = command.trim_matches('`').split_whitespace().collect();
+            words
+                .iter()
+                .position(|w| *w == name)
+                .map_or(default, |j| words[j + 1].parse().unwrap())
+        };
+        assert_eq!(
+            [
+                flag("--input", 0),
+                flag("--kernel", 0),
+                flag("--stride", 0),
+                flag("--padding", 0),
+                flag("--dilation", 1)
+            ],
+            [i, k, s, p, d],
+            "{line}"
+        );
+        let axis = AxisGeometry::new(k, s, p, d);
+        assert_eq!(axis.conv_output_size(i), Some(o), "{line}");
+        assert_eq!(o_t, o, "{line}");
+        assert_eq!(axis.past_last_window(i), Some(op), "{line}");
+        assert_eq!(axis.conv_transpose_output_size(o, op), Some(back), "{line}");
+        assert_eq!(back, i, "{line}");
+        // And the animation the command writes has those sizes.
+        let dir = temp_dir(&format!("dv-{rows}"));
+        let written = write_gifs(&dir, &settings(i, k, s, p, d), 10).unwrap();
+        assert_eq!(written[0].1.out_side, o, "{line}");
+        assert_eq!(written[1].1.out_side, back, "{line}");
+        std::fs::remove_dir_all(dir).unwrap();
+        rows += 1;
+    }
+    assert_eq!(rows, 8, "the table's rows");
+}
+
+/// Every kind of cell drawn has its key in the legend, and only those: output padding (pale
+/// yellow behind the dashes), cropped cells (hatched, outside the grid), taps on zeros.
+#[test]
+fn the_legend_has_a_key_for_every_kind_of_cell_drawn() {
+    // i = 6, p = 1: a = 1, so the transposed view ends with one row and column of output
+    // padding. Its padded axis is [pad, 5 stretched, pad, output pad]: output padding fills
+    // the last row and column except where they cross the padding, 5 + 5 + 1 cells.
+    let s = settings(6, 3, 2, 1, 1);
+    let [conv, transposed] = legends(&s).unwrap();
+    assert_eq!(
+        conv,
+        [
+            "input",
+            "padding zero",
+            "tap on an input cell",
+            "tap on a zero (adds nothing)",
+            "padding never read",
+            "computed",
+            "this frame"
+        ]
+    );
+    assert_eq!(
+        transposed,
+        [
+            "input",
+            "padding zero",
+            "output padding zero",
+            "inserted zero",
+            "tap on an input cell",
+            "tap on a zero (adds nothing)",
+            "computed",
+            "this frame"
+        ]
+    );
+    let dir = temp_dir("legend-output-padding");
+    let written = write_gifs(&dir, &s, 10).unwrap();
+    let (path, w) = &written[1];
+    let gif = decode(path);
+    let side = w.in_side;
+    let yellow: Vec<(usize, usize)> = (0..side * side)
+        .map(|q| (q / side, q % side))
+        .filter(|&(r, c)| (0..w.frames).any(|f| cell_color(&gif, f, w, w.in_origin, r, c) == OUTPUT_PADDING))
+        .collect();
+    assert_eq!(yellow.len(), 11, "{yellow:?}");
+    assert!(yellow.iter().all(|&(r, c)| r == 7 || c == 7), "{yellow:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+
+    // p = 3 > d(k − 1) = 2: one stretched cell cropped at each end, drawn hatched around the
+    // grid; no padding or output padding is left, and a conv without padding has no taps on
+    // zeros.
+    let s = settings(5, 3, 2, 3, 1);
+    let [_, transposed] = legends(&s).unwrap();
+    assert!(
+        transposed.contains(&"cropped: p > d(k−1)".to_string()),
+        "{transposed:?}"
+    );
+    assert!(!transposed.iter().any(|l| l.contains("padding")), "{transposed:?}");
+    let dir = temp_dir("legend-cropped");
+    let written = write_gifs(&dir, &s, 10).unwrap();
+    let (path, w) = &written[1];
+    let gif = decode(path);
+    let cell = usize::from(w.cell);
+    let (x0, y0) = (usize::from(w.in_origin.0), usize::from(w.in_origin.1));
+    let hatch = (x0 - cell..x0)
+        .flat_map(|x| (y0..y0 + cell * w.in_side).map(move |y| (x, y)))
+        .filter(|&(x, y)| gif.frames[0][(y * gif.width + x) * 4..][..3] == [175, 175, 175])
+        .count();
+    assert!(
+        hatch > cell * w.in_side / 2,
+        "no hatched column left of the grid: {hatch} px"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+    let [conv, _] = legends(&settings(5, 3, 1, 0, 1)).unwrap();
+    assert!(!conv.iter().any(|l| l.contains("zero")), "{conv:?}");
+}
+
+/// The scatter view's shades: how many stamps have written to each output cell, by plain
+/// loops (input cell `j` and tap `t` write to `j·s + t·d − p` on each axis).
+const SHADES: [(u8, u8, u8); 5] = [
+    (255, 255, 255),
+    (215, 240, 234),
+    (150, 212, 198),
+    (70, 170, 150),
+    (20, 110, 95),
+];
+
+/// `conv_transpose_scatter.gif`: one frame per input cell of the transposed conv, and after
+/// frame `f` every output cell shaded by how many of the first `f + 1` stamps wrote to it,
+/// counted here by loops; cropped and output-padding cells sit where the geometry puts them.
+#[test]
+fn the_scatter_view_shades_each_output_cell_by_its_stamps() {
+    for (name, s) in [
+        ("scatter-strided", settings(5, 3, 2, 1, 1)),
+        ("scatter-output-padding", settings(6, 3, 2, 1, 1)),
+        ("scatter-cropped", settings(5, 3, 2, 3, 1)),
+        ("scatter-dilated", settings(7, 3, 1, 0, 2)),
+        ("scatter-wide", settings(4, 4, 2, 0, 1)),
+    ] {
+        let axis = AxisGeometry::new(s.kernel, s.stride, s.padding, s.dilation);
+        let o = axis.conv_output_size(s.input).unwrap();
+        let op = axis.past_last_window(s.input).unwrap();
+        let n = axis.conv_transpose_output_size(o, op).unwrap();
+        let dir = temp_dir(name);
+        let written = write_gifs(&dir, &s, 10).unwrap();
+        let (path, w) = &written[2];
+        assert_eq!(path.file_name().unwrap(), "conv_transpose_scatter.gif");
+        let gif = decode(path);
+        assert_eq!((w.frames, gif.frames.len(), w.in_side), (o * o, o * o, o), "{name}");
+        // The canvas spans output positions −p .. max(last reached, n − 1).
+        let reach = (o - 1) * s.stride + s.dilation * (s.kernel - 1);
+        assert_eq!(w.out_side, (reach + 1).max(n + s.padding), "{name}");
+        // The last output position a stamp reaches; past it, output padding.
+        let last = reach as isize - s.padding as isize;
+        for f in [0, o * o / 2, o * o - 1] {
+            for r in 0..n {
+                for c in 0..n {
+                    // Writes of the first f + 1 input cells (row-major) to output (r, c).
+                    let mut count = 0;
+                    for j in 0..=f {
+                        let (jr, jc) = (j / o, j % o);
+                        for tr in 0..s.kernel {
+                            for tc in 0..s.kernel {
+                                let at =
+                                    |j: usize, t: usize| (j * s.stride + t * s.dilation) as isize - s.padding as isize;
+                                count += usize::from(at(jr, tr) == r as isize && at(jc, tc) == c as isize);
+                            }
+                        }
+                    }
+                    let got = cell_color(&gif, f, w, w.out_origin, r + s.padding, c + s.padding);
+                    let expected = if r as isize > last || c as isize > last {
+                        OUTPUT_PADDING
+                    } else {
+                        SHADES[count.min(4)]
+                    };
+                    assert_eq!(got, expected, "{name}: frame {f}, output ({r}, {c}), {count} stamps");
+                }
+            }
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -3,12 +3,14 @@
 //! ```text
 //! cargo run --release --example duality                       # input 7, kernel 3, stride 2
 //! cargo run --release --example duality -- --size 8 --kernel 4 --stride 3 --padding 1 --dilation 2
+//! cargo run --release --example duality -- --size 4 --stride 1 --channels 2 --groups 2
 //! ```
 //!
 //! Its sections are those of `docs/guide.md`, with the same numbers:
 //!
 //! 1. the matrix `A` of a 1-D conv and `y = A x`; which cells the conv never reads; and a heat
-//!    map of the matrix of a small 2-D conv, written to `--out-dir` as `A.png`;
+//!    map of the matrix of the same conv in 2-D (`--size`² input, the same settings on both
+//!    axes, `--channels` and `--groups`), written to `--out-dir` as `A.png`;
 //! 2. the transposed conv's matrix `Aᵀ` and `Aᵀ y`: the shape comes back, the values don't
 //!    (and `A_T.png`);
 //! 3. the tape's gradient of the conv is the transposed conv's forward (and the reverse);
@@ -21,7 +23,6 @@ use adjoint::Tape;
 use adjoint::ops::conv::geometry::{tf_same, tf_transpose_default_size, tf_transpose_sizes, tf_valid};
 use adjoint::ops::conv::views::{conv_matrix, conv_transpose_by_zero_insertion, conv_transpose_matrix};
 use adjoint::ops::conv::{AxisGeometry, ConvOptions, ConvTransposeOptions, conv_transpose1d, conv1d};
-use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use ndarray::{Array1, Array2, ArrayD, IxDyn};
 use std::path::PathBuf;
@@ -52,50 +53,64 @@ struct Args {
     /// another value gives back another size of the many-to-one run (section 4).
     #[arg(long)]
     output_padding: Option<usize>,
-    /// Where A.png and A_T.png, heat maps of a 2-D conv's matrix and its transpose, are
-    /// written. The 2-D conv takes the flags above, square, except that without --size its
-    /// input is 4×4 (larger if the kernel needs it) and without --stride its stride is 1, so
-    /// that the default A is a readable 4×16.
+    /// Channels of the 2-D conv drawn in A.png and A_T.png, in and out (the printed 1-D example
+    /// has one): A becomes a block matrix, one block per (output channel, input channel).
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Groups of the 2-D conv drawn in A.png and A_T.png: each output channel reads only the
+    /// input channels of its group, so the blocks off the diagonal are zero. Must divide
+    /// --channels.
+    #[arg(long, default_value_t = 1)]
+    groups: usize,
+    /// Where A.png and A_T.png are written: heat maps of the matrix of the 2-D version of the
+    /// printed conv (a --size × --size input, the same kernel, stride, padding and dilation on
+    /// both axes, --channels and --groups) and of its transpose.
     #[arg(long, default_value = "out/duality")]
     out_dir: PathBuf,
 }
 
 /// Heat maps of a matrix with more entries than this are not drawn: past it the picture is
-/// all thin lines, and building it (o²·i² entries) gets slow.
+/// all thin lines, and building it (c²·o²·i² entries) gets slow.
 const MAX_HEAT_ENTRIES: usize = 100_000;
 
-/// The dense matrix of a square, single-channel 2-D conv and of its transpose, drawn as heat
-/// maps in sections 1 and 2. Taps are numbered 1..k² so each one has its own colour.
+/// The most channels the heat maps draw: past it the blocks are too small to read.
+const MAX_CHANNELS: usize = 8;
+
+/// The dense matrix of a square 2-D conv and of its transpose, drawn as heat maps in sections
+/// 1 and 2. Taps are numbered 1, 2, … over the whole weight, so each one has its own colour.
 struct HeatMaps {
-    /// What the 2-D conv is, printed with the first map.
+    /// What the 2-D conv is, printed with the first map and written under its title.
     about: String,
     /// `(A, Aᵀ)`, or `None` when they are too large for a readable picture.
     matrices: Option<(Array2<f64>, Array2<f64>)>,
-    /// The titles' shared part: sizes and settings.
     size: usize,
     out: usize,
+    channels: usize,
+    /// The settings, for the subtitles.
     settings: String,
 }
 
 /// Builds the 2-D conv's `A` and `Aᵀ` (before anything is printed, so a refused setting prints
-/// only its error).
-fn heat_maps(args: &Args, size: usize, stride: usize) -> Result<HeatMaps, Box<dyn std::error::Error>> {
-    let k = args.kernel;
-    let axis = AxisGeometry::new(k, stride, args.padding, args.dilation);
-    let o = axis.conv_output_size(size).ok_or_else(|| {
-        format!(
-            "the 2-D conv's input of {size} padded by {} is smaller than the dilated kernel: pick a larger --size",
-            args.padding
-        )
-    })?;
-    let (rows, cols) = (o.saturating_mul(o), size.saturating_mul(size));
-    let about = format!(
-        "2-D conv: {size}×{size} input, {k}×{k} kernel (taps 1..{}), stride {stride}, padding {}, dilation {} → {o}×{o} output",
-        k * k,
-        args.padding,
-        args.dilation
+/// only its error): the printed 1-D conv's settings on both axes.
+fn heat_maps(args: &Args) -> Result<HeatMaps, Box<dyn std::error::Error>> {
+    let (size, k, c, g) = (args.size, args.kernel, args.channels, args.groups);
+    let axis = AxisGeometry::new(k, args.stride, args.padding, args.dilation);
+    // Defined: section 1's 1-D conv of the same settings was accepted before this is called.
+    let o = axis
+        .conv_output_size(size)
+        .ok_or("no kernel window fits the padded input")?;
+    let (rows, cols) = (c * o * o, c * size * size);
+    let taps = c * (c / g) * k * k;
+    let channels = if c == 1 {
+        String::new()
+    } else {
+        format!(", {c} channels in and out, groups {g}")
+    };
+    let settings = format!(
+        "kernel {k}×{k} (taps numbered 1..{taps}), stride {}, padding {}, dilation {}{channels}",
+        args.stride, args.padding, args.dilation
     );
-    let settings = format!("k={k} s={stride} p={} d={}", args.padding, args.dilation);
+    let about = format!("2-D pictures: the same conv on a {size}×{size} input, {settings} → {o}×{o} output");
     if rows.saturating_mul(cols) > MAX_HEAT_ENTRIES {
         return Ok(HeatMaps {
             about: format!(
@@ -104,27 +119,33 @@ fn heat_maps(args: &Args, size: usize, stride: usize) -> Result<HeatMaps, Box<dy
             matrices: None,
             size,
             out: o,
+            channels: c,
             settings,
         });
     }
-    let w = ArrayD::from_shape_fn(IxDyn(&[1, 1, k, k]), |i| (i[2] * k + i[3] + 1) as f64);
+    let w = ArrayD::from_shape_fn(IxDyn(&[c, c / g, k, k]), |i| {
+        (((i[0] * (c / g) + i[1]) * k + i[2]) * k + i[3] + 1) as f64
+    });
     let opts = ConvOptions::new()
-        .stride(stride)
-        .padding(args.padding)
-        .dilation(args.dilation);
-    let t_opts = ConvTransposeOptions::new()
-        .stride(stride)
+        .stride(args.stride)
         .padding(args.padding)
         .dilation(args.dilation)
+        .groups(g);
+    let t_opts = ConvTransposeOptions::new()
+        .stride(args.stride)
+        .padding(args.padding)
+        .dilation(args.dilation)
+        .groups(g)
         .output_padding(axis.past_last_window(size).unwrap_or(0));
     let user_terms = |e: adjoint::Error| user_error::in_flag_terms(&e, &flags(args));
-    let a = conv_matrix(&w, &[1, size, size], &opts).map_err(user_terms)?;
-    let a_t = conv_transpose_matrix(&w, &[1, o, o], &t_opts).map_err(user_terms)?;
+    let a = conv_matrix(&w, &[c, size, size], &opts).map_err(user_terms)?;
+    let a_t = conv_transpose_matrix(&w, &[c, o, o], &t_opts).map_err(user_terms)?;
     Ok(HeatMaps {
         about,
         matrices: Some((a, a_t)),
         size,
         out: o,
+        channels: c,
         settings,
     })
 }
@@ -136,32 +157,46 @@ impl HeatMaps {
             println!("{}", self.about);
         }
         let Some((a, a_t)) = &self.matrices else { return Ok(()) };
-        let (n, o) = (self.size, self.out);
-        let (matrix, name, title) = if transposed {
+        let (n, o, c) = (self.size, self.out, self.channels);
+        let (matrix, name, title, block) = if transposed {
             let diff = a_t
                 .iter()
                 .zip(a.t().iter())
                 .map(|(x, y)| (x - y).abs())
                 .fold(0.0, f64::max);
             println!(
-                "conv_transpose_matrix gives the {}×{} matrix Aᵀ of the 2-D example (max difference from A transposed: {diff:e}).",
+                "conv_transpose_matrix gives the {}×{} matrix Aᵀ of the 2-D conv (max difference from A transposed: {diff:e}).",
                 a_t.nrows(),
                 a_t.ncols()
             );
-            let title = format!("Aᵀ: transposed conv of {o}×{o} → {n}×{n}, {}", self.settings);
-            (a_t, "A_T.png", title)
+            let title = format!("Aᵀ: transposed conv, {o}×{o} → {n}×{n}");
+            (a_t, "A_T.png", title, (n * n, o * o))
         } else {
             println!(
-                "A is {}×{}: row r holds the taps that output cell r reads, one kernel position per row.",
+                "A is {}×{}: row r holds the taps that output cell r reads, one kernel position per row{}.",
                 a.nrows(),
-                a.ncols()
+                a.ncols(),
+                if c == 1 {
+                    ""
+                } else {
+                    "; one block per (output channel, input channel)"
+                }
             );
-            (a, "A.png", format!("A: conv of {n}×{n} → {o}×{o}, {}", self.settings))
+            (a, "A.png", format!("A: conv, {n}×{n} → {o}×{o}"), (o * o, n * n))
         };
         std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
         let path = out_dir.join(name);
+        let options = adjoint::plot::HeatMapOptions {
+            subtitle: &self.settings,
+            block: if c == 1 { (0, 0) } else { block },
+        };
         // Rows are outputs for both maps, as in `y = M x`: Aᵀ's outputs are the conv's inputs.
-        adjoint::plot::heat_map(&path, &title, matrix, OUTPUT_AXIS, INPUT_AXIS)?;
+        let (rows, cols) = if c == 1 {
+            (OUTPUT_AXIS, INPUT_AXIS)
+        } else {
+            (OUTPUT_AXIS_CHANNELS, INPUT_AXIS_CHANNELS)
+        };
+        adjoint::plot::heat_map_with(&path, &title, matrix, rows, cols, &options)?;
         println!("wrote {}", path.display());
         Ok(())
     }
@@ -169,10 +204,13 @@ impl HeatMaps {
 
 const OUTPUT_AXIS: &str = "output cell (row-major)";
 const INPUT_AXIS: &str = "input cell (row-major)";
+const OUTPUT_AXIS_CHANNELS: &str = "output (channel, cell), row-major";
+const INPUT_AXIS_CHANNELS: &str = "input (channel, cell), row-major";
 
 /// The library's names for the settings, with the flags that set them and their values.
-fn flags(args: &Args) -> [(&'static str, &'static str, usize); 6] {
+fn flags(args: &Args) -> [(&'static str, &'static str, usize); 7] {
     [
+        ("groups", "--groups", args.groups),
         ("output_padding", "--output-padding", args.output_padding.unwrap_or(0)),
         ("x", "--size", args.size),
         ("w", "--kernel", args.kernel),
@@ -236,9 +274,13 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let matches = Args::command().get_matches();
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let given = |flag: &str| matches.value_source(flag) == Some(ValueSource::CommandLine);
     if args.kernel == 0 || args.kernel > MAX_TAPS {
         return Err(format!("--kernel {} must be in 1..={MAX_TAPS}", args.kernel).into());
+    }
+    for (flag, value) in [("--channels", args.channels), ("--groups", args.groups)] {
+        if value == 0 || value > MAX_CHANNELS {
+            return Err(format!("{flag} {value} must be in 1..={MAX_CHANNELS}").into());
+        }
     }
     // Every matrix is printed row by row: past a few dozen cells it is no longer readable, and
     // the sizes would otherwise reach the library unbounded (its errors still name the rest).
@@ -285,15 +327,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let shown_opts = transposed(op);
     // Judged now, so that a refused --output-padding prints only its error.
     let a_t = conv_transpose_matrix(&w_taps(args.kernel), &[1, o], &shown_opts).map_err(user_terms)?;
-    // The 2-D pictures of sections 1 and 2. The smallest input from 4 up that the dilated
-    // kernel fits, unless --size says otherwise; stride 1 unless --stride says otherwise.
-    let size_2d = if given("size") {
-        args.size
-    } else {
-        4.max(axis.effective_kernel().saturating_sub(2 * args.padding))
-    };
-    let stride_2d = if given("stride") { args.stride } else { 1 };
-    let pictures = heat_maps(&args, size_2d, stride_2d)?;
+    // The 2-D pictures of sections 1 and 2, the same conv on both axes.
+    let pictures = heat_maps(&args)?;
 
     let w = w_taps(args.kernel);
     let x: Vec<f64> = (1..=args.size).map(|v| v as f64).collect();

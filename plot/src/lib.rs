@@ -34,7 +34,7 @@ use glyph_fix::GlyphFix;
 mod colors;
 mod panels;
 pub use colors::{blend, class_colors, gray_to_rgb, palette, sequential_colors};
-pub use panels::{LegendEntry, Mark, MarkShape, Panel, image_grid, panel_grid};
+pub use panels::{LegendEntry, Mark, MarkShape, Panel, image_grid, panel_grid, panel_grid_with_columns};
 
 /// Everything that can go wrong when drawing a picture.
 ///
@@ -463,18 +463,30 @@ fn format_tick(v: f64, resolution: f64) -> String {
     trim(&format!("{v:.*}", decimals.clamp(0, 15) as usize))
 }
 
-/// A heat map cell aims at this many pixels for the longer side of the matrix.
+/// A heat map's longer side aims at this many pixels...
 const HEAT_TARGET_PX: usize = 600;
+/// ... but cells get at least this big while the longer side stays within
+/// [`HEAT_WIDE_PX`], so that the numbers fit in them (a 9×49 matrix is drawn 980 px wide
+/// rather than with 12-px cells).
+const HEAT_NUMBER_CELL: usize = 20;
+const HEAT_WIDE_PX: usize = 1000;
 /// Cells never get bigger than this, so that a 3×3 matrix is not drawn as a poster.
 const HEAT_MAX_CELL: usize = 40;
+/// A side of the matrix shorter than this many pixels gets cells up to twice as long that way
+/// (a 4×64 matrix is a band, not a line; a 25×1 one a column, not a thread).
+const HEAT_MIN_SIDE_PX: u64 = 120;
 /// Cells at least this big get thin grid lines: a conv matrix is mostly zeros, drawn white,
 /// and without lines one cannot count them.
 const HEAT_GRID_MIN_CELL: u64 = 6;
+/// Cells at least this tall get their value written in them, where it fits.
+const HEAT_NUMBER_MIN_CELL: u64 = 16;
 const HEAT_TITLE_H: u64 = 48;
+const HEAT_SUBTITLE_H: u64 = 24;
 const HEAT_TOP_AXIS: u64 = 52;
 /// Room left of the row tick labels: tick mark, gap, the rotated row label.
 const HEAT_LEFT_AXIS_EXTRA: u64 = 44;
 const HEAT_TICK_SIZE: f64 = 14.0;
+const HEAT_AXIS_DESC_SIZE: f64 = 17.0;
 const HEAT_BOTTOM_PAD: u64 = 16;
 const HEAT_BAR_GAP: u64 = 28;
 const HEAT_BAR_W: u64 = 22;
@@ -484,20 +496,38 @@ const HEAT_BAR_MIN_H: u64 = 160;
 /// Ends of the diverging map (ColorBrewer RdBu), white in the middle.
 const HEAT_NEG: (f64, f64, f64) = (33.0, 102.0, 172.0);
 const HEAT_POS: (f64, f64, f64) = (178.0, 24.0, 43.0);
+/// The sequential map (ColorBrewer Blues, from white): one hue getting darker, for matrices
+/// without negative entries, so the whole scale is used and 0 is white as in the diverging one.
+const HEAT_SEQUENTIAL: [(f64, f64, f64); 9] = [
+    (255.0, 255.0, 255.0),
+    (222.0, 235.0, 247.0),
+    (198.0, 219.0, 239.0),
+    (158.0, 202.0, 225.0),
+    (107.0, 174.0, 214.0),
+    (66.0, 146.0, 198.0),
+    (33.0, 113.0, 181.0),
+    (8.0, 81.0, 156.0),
+    (8.0, 48.0, 107.0),
+];
 const HEAT_NAN: RGBColor = RGBColor(150, 150, 150);
+const HEAT_BLOCK_LINE: RGBColor = RGBColor(40, 40, 40);
+
+/// What else a [`heat_map_with`] shows besides the matrix.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeatMapOptions<'a> {
+    /// A line under the title saying what the matrix is (e.g. the settings of the conv it is
+    /// the matrix of); empty for none.
+    pub subtitle: &'a str,
+    /// `(rows, columns)` per block: dark lines are drawn between blocks, e.g. between the
+    /// channels of a conv's matrix. 0 (or the whole side) draws none along that side.
+    pub block: (usize, usize),
+}
 
 /// Draws a matrix as a heat map: one cell per entry, row 0 at the top, like a printed matrix.
 ///
-/// Colours diverge around zero: negative blue, zero white, positive red, with the scale
-/// symmetric (±max |entry|) so that equal magnitudes get equal intensity; a colour bar at the
-/// right gives the values. The column axis is on top (labelled `col_label`), the row axis on
-/// the left (`row_label`), both with integer indices. NaN entries are grey, ±∞ saturated.
+/// The same as [`heat_map_with`] with no subtitle and no blocks.
 ///
-/// Cells are sized so that the longer side of the matrix spans about 600 px (at most 40 px a
-/// cell), so a 9×25 and a 200×200 matrix both give a readable picture.
-///
-/// Errors: a matrix with no rows or no columns, a picture above [`MAX_SIDE`] / [`MAX_PIXELS`],
-/// a path not ending in `.png`, or a failed write.
+/// Errors: as [`heat_map_with`].
 pub fn heat_map(
     path: &Path,
     title: &str,
@@ -505,59 +535,264 @@ pub fn heat_map(
     row_label: &str,
     col_label: &str,
 ) -> Result<(), PlotError> {
-    const OP: &str = "heat_map";
-    check_png_path(OP, path)?;
-    let (rows, cols) = matrix.dim();
-    if rows == 0 || cols == 0 {
-        return Err(PlotError::Empty {
-            op: OP,
-            what: format!("the matrix is {rows}×{cols}"),
-        });
-    }
-    ensure_font(OP)?;
-    let max_abs = matrix
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, |m, v| m.max(v.abs()));
-    // An all-zero matrix still needs a non-empty colour scale.
-    let m = if max_abs > 0.0 { max_abs } else { 1.0 };
+    heat_map_impl(
+        "heat_map",
+        path,
+        title,
+        matrix,
+        row_label,
+        col_label,
+        &HeatMapOptions::default(),
+    )
+}
 
-    let cell = (HEAT_TARGET_PX / rows.max(cols)).clamp(1, HEAT_MAX_CELL) as u64;
+/// Draws a matrix as a heat map, with a subtitle and block lines (see [`HeatMapOptions`]).
+///
+/// Colours: when no finite entry is negative, a sequential one-hue scale: 0 white, any
+/// positive entry from a light tint (just above 0) to dark blue (the largest entry); when signs mix, a diverging one, negative blue, zero white,
+/// positive red, symmetric (±max |entry|) so that equal magnitudes get equal intensity. A colour
+/// bar at the right gives the values. NaN entries are grey, ±∞ saturated. Where a cell is big
+/// enough, its value is written in it (zeros are left blank: in a conv's matrix they are most
+/// of it, and white already says 0).
+///
+/// The column axis is on top (labelled `col_label`), the row axis on the left (`row_label`,
+/// turned upright; the picture is made tall enough for it), both with integer indices.
+///
+/// Size: the longer side of the matrix spans about 600 px, more (up to 1000 px) where that
+/// makes cells 20 px, big enough for their numbers; at most 40 px a cell. Cells are square,
+/// except that a side shorter than 120 px gets cells up to twice as long along it, so that
+/// thin matrices (4×64, 25×1) stay readable.
+///
+/// Errors: a matrix with no rows or no columns, a picture above [`MAX_SIDE`] / [`MAX_PIXELS`],
+/// a path not ending in `.png`, or a failed write.
+///
+/// # Example
+/// ```
+/// use adjoint_plot::{heat_map_with, HeatMapOptions};
+/// use ndarray::arr2;
+///
+/// let a = arr2(&[[1.0, 2.0, 0.0], [0.0, 1.0, 2.0]]);
+/// let path = std::env::temp_dir().join(format!("heat-doc-{}.png", std::process::id()));
+/// let options = HeatMapOptions { subtitle: "kernel [1, 2], input of 3", block: (0, 0) };
+/// heat_map_with(&path, "A", &a, "output cell", "input cell", &options)?;
+/// assert!(path.exists());
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), adjoint_plot::PlotError>(())
+/// ```
+pub fn heat_map_with(
+    path: &Path,
+    title: &str,
+    matrix: &Array2<f64>,
+    row_label: &str,
+    col_label: &str,
+    options: &HeatMapOptions<'_>,
+) -> Result<(), PlotError> {
+    heat_map_impl("heat_map_with", path, title, matrix, row_label, col_label, options)
+}
+
+/// The colour scale of a heat map: which map, and the value at its saturated end.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum HeatScale {
+    /// `[0, m]`, white to dark blue.
+    Sequential(f64),
+    /// `[-m, m]`, blue through white to red.
+    Diverging(f64),
+}
+
+impl HeatScale {
+    /// Sequential when no finite entry is negative; `m` is the largest finite magnitude (1 for
+    /// an all-zero matrix, which still needs a non-empty scale).
+    fn of<'a>(values: impl Iterator<Item = &'a f64>) -> HeatScale {
+        let (mut max_abs, mut negative) = (0.0f64, false);
+        for v in values.filter(|v| v.is_finite()) {
+            max_abs = max_abs.max(v.abs());
+            negative |= *v < 0.0;
+        }
+        let m = if max_abs > 0.0 { max_abs } else { 1.0 };
+        if negative {
+            HeatScale::Diverging(m)
+        } else {
+            HeatScale::Sequential(m)
+        }
+    }
+
+    fn range(self) -> (f64, f64) {
+        match self {
+            HeatScale::Sequential(m) => (0.0, m),
+            HeatScale::Diverging(m) => (-m, m),
+        }
+    }
+
+    fn color(self, v: f64) -> RGBColor {
+        match self {
+            HeatScale::Sequential(m) => sequential(v, m),
+            HeatScale::Diverging(m) => diverging(v, m),
+        }
+    }
+}
+
+/// The picture's sizes, in pixels, computed once (see [`heat_map_with`] for the rules).
+struct HeatLayout {
+    cell: (u64, u64),
+    plot: (u64, u64),
+    left_axis: u64,
+    chart_w: u64,
+    body_w: u64,
+    /// Height of the band holding the plot, the colour bar and the row label.
+    body_h: u64,
+    /// Top of that band.
+    body_top: u64,
+    width: u64,
+    height: u64,
+}
+
+/// Cell sides `(width, height)` for a `rows × cols` matrix.
+fn heat_cells(rows: usize, cols: usize) -> (u64, u64) {
+    let long = rows.max(cols);
+    let cell = (HEAT_TARGET_PX / long)
+        .max(HEAT_NUMBER_CELL.min(HEAT_WIDE_PX / long))
+        .clamp(1, HEAT_MAX_CELL) as u64;
+    // A short side gets longer cells, up to twice the other side, to reach the minimum.
+    let stretch = |n: usize| {
+        let want = HEAT_MIN_SIDE_PX.div_ceil(n as u64);
+        want.clamp(cell, 2 * cell)
+    };
+    (stretch(cols), stretch(rows))
+}
+
+fn heat_impl_layout(
+    op: &'static str,
+    title: &str,
+    options: &HeatMapOptions<'_>,
+    (rows, cols): (usize, usize),
+    row_label: &str,
+) -> Result<HeatLayout, PlotError> {
+    let cell = heat_cells(rows, cols);
     // plotters maps a range onto [first px, last px], so an extra pixel makes every cell
     // exactly `cell` px wide.
-    let plot_w = (cols as u64).saturating_mul(cell).saturating_add(1);
-    let plot_h = (rows as u64).saturating_mul(cell).saturating_add(1);
+    let plot_w = (cols as u64).saturating_mul(cell.0).saturating_add(1);
+    let plot_h = (rows as u64).saturating_mul(cell.1).saturating_add(1);
     let tick_font = font(HEAT_TICK_SIZE);
-    let (tick_w, tick_h) = measure(OP, &tick_font, &(rows - 1).to_string())?;
-    // Neighbouring column labels need their own width plus a gap; row labels their height.
-    let (col_tick_w, _) = measure(OP, &tick_font, &(cols - 1).to_string())?;
-    let col_spacing = u64::from(col_tick_w) + 14;
-    let row_spacing = u64::from(tick_h) + 8;
+    let (tick_w, _) = measure(op, &tick_font, &(rows - 1).to_string())?;
     let left_axis = u64::from(tick_w) + HEAT_LEFT_AXIS_EXTRA;
     let chart_w = left_axis.saturating_add(plot_w);
     let body_w = chart_w.saturating_add(HEAT_BAR_GAP + HEAT_BAR_W + HEAT_BAR_LABELS + HEAT_RIGHT_PAD);
-    let title_font = title_font();
-    let (title_w, _) = measure(OP, &title_font, title)?;
-    let width = body_w.max(u64::from(title_w) + 40);
-    let bar_h = plot_h.max(HEAT_BAR_MIN_H);
-    let height = (HEAT_TITLE_H + HEAT_TOP_AXIS + HEAT_BOTTOM_PAD).saturating_add(bar_h);
-    let size = check_size(OP, width, height)?;
-    // Bounded by MAX_SIDE now, so the i32/f64 conversions below are exact.
-    let left = ((width - body_w) / 2) as i32;
+    let (title_w, _) = measure(op, &title_font(), title)?;
+    let (subtitle_w, _) = measure(op, &font(HEAT_TICK_SIZE), options.subtitle)?;
+    let width = body_w.max(u64::from(title_w.max(subtitle_w)) + 40);
+    // The row label is written upright along the band: the band is at least as tall as it, so
+    // that it is never cut off beside a short matrix.
+    let (label_len, _) = measure(op, &font(HEAT_AXIS_DESC_SIZE), row_label)?;
+    let body_h = plot_h.max(HEAT_BAR_MIN_H).max(u64::from(label_len) + 16);
+    let subtitle_h = if options.subtitle.is_empty() {
+        0
+    } else {
+        HEAT_SUBTITLE_H
+    };
+    let body_top = HEAT_TITLE_H + subtitle_h + HEAT_TOP_AXIS;
+    let height = (body_top + HEAT_BOTTOM_PAD).saturating_add(body_h);
+    Ok(HeatLayout {
+        cell,
+        plot: (plot_w, plot_h),
+        left_axis,
+        chart_w,
+        body_w,
+        body_h,
+        body_top,
+        width,
+        height,
+    })
+}
 
-    let buf = draw_in_memory(OP, size, |root| {
+/// The text written in a cell holding `v`: integers as such, others short (`0.25`, `1e-4`).
+fn cell_text(v: f64) -> String {
+    if v.is_finite() && v == v.round() && v.abs() < 1e6 {
+        format!("{}", v as i64)
+    } else {
+        format_tick(v, 0.0)
+    }
+}
+
+/// Black or white, whichever reads on `background`.
+fn ink_on(background: RGBColor) -> RGBColor {
+    let RGBColor(r, g, b) = background;
+    let luma = 0.299 * f64::from(r) + 0.587 * f64::from(g) + 0.114 * f64::from(b);
+    if luma < 140.0 { WHITE } else { BLACK }
+}
+
+fn heat_map_impl(
+    op: &'static str,
+    path: &Path,
+    title: &str,
+    matrix: &Array2<f64>,
+    row_label: &str,
+    col_label: &str,
+    options: &HeatMapOptions<'_>,
+) -> Result<(), PlotError> {
+    check_png_path(op, path)?;
+    let (rows, cols) = matrix.dim();
+    if rows == 0 || cols == 0 {
+        return Err(PlotError::Empty {
+            op,
+            what: format!("the matrix is {rows}×{cols}"),
+        });
+    }
+    ensure_font(op)?;
+    let scale = HeatScale::of(matrix.iter());
+    let lay = heat_impl_layout(op, title, options, (rows, cols), row_label)?;
+    let size = check_size(op, lay.width, lay.height)?;
+    let (plot_w, plot_h) = lay.plot;
+    let (cell_w, cell_h) = lay.cell;
+    let tick_font = font(HEAT_TICK_SIZE);
+    // Neighbouring column labels need their own width plus a gap; row labels their height.
+    let (col_tick_w, tick_h) = measure(op, &tick_font, &(cols - 1).to_string())?;
+    let col_spacing = u64::from(col_tick_w) + 14;
+    let row_spacing = u64::from(tick_h) + 8;
+    // The numbers in the cells: one size for all, and only the ones that fit.
+    let number_size = (cell_h as f64 * 0.5).min(HEAT_TICK_SIZE);
+    let mut numbers = Vec::new();
+    if cell_h >= HEAT_NUMBER_MIN_CELL {
+        let number_font = font(number_size);
+        for ((i, j), &v) in matrix.indexed_iter() {
+            if v == 0.0 || v.is_nan() {
+                continue;
+            }
+            let text = cell_text(v);
+            let (w, _) = measure(op, &number_font, &text)?;
+            if u64::from(w) + 4 <= cell_w {
+                numbers.push((i, j, text, ink_on(scale.color(v))));
+            }
+        }
+    }
+    // Bounded by MAX_SIDE now, so the i32/f64 conversions below are exact.
+    let left = ((lay.width - lay.body_w) / 2) as i32;
+    let plot_top = lay.body_top + (lay.body_h - plot_h) / 2;
+
+    let buf = draw_in_memory(op, size, |root| {
+        let centred = |f: FontDesc<'static>| f.into_text_style(root).pos(Pos::new(HPos::Center, VPos::Center));
+        let mid_x = (size.0 / 2) as i32;
         root.draw(&Text::new(
             title,
-            ((size.0 / 2) as i32, (HEAT_TITLE_H / 2) as i32),
-            title_font
-                .clone()
-                .into_text_style(root)
-                .pos(Pos::new(HPos::Center, VPos::Center)),
+            (mid_x, (HEAT_TITLE_H / 2) as i32),
+            centred(title_font()),
+        ))?;
+        if !options.subtitle.is_empty() {
+            let y = (HEAT_TITLE_H + HEAT_SUBTITLE_H / 2) as i32 - 6;
+            root.draw(&Text::new(options.subtitle, (mid_x, y), centred(font(HEAT_TICK_SIZE))))?;
+        }
+        // The row label, upright and centred on the band; drawn here rather than by plotters,
+        // which would clip it to the plot's height.
+        let label_x = left + (HEAT_AXIS_DESC_SIZE / 2.0) as i32 + 2;
+        let label_y = (lay.body_top + lay.body_h / 2) as i32;
+        root.draw(&Text::new(
+            row_label,
+            (label_x, label_y),
+            centred(font(HEAT_AXIS_DESC_SIZE)).transform(FontTransform::Rotate270),
         ))?;
 
         let chart_area = root.clone().shrink(
-            (left, HEAT_TITLE_H as i32),
-            (chart_w as u32, (HEAT_TOP_AXIS + plot_h) as u32),
+            (left, (plot_top - HEAT_TOP_AXIS) as i32),
+            (lay.chart_w as u32, (HEAT_TOP_AXIS + plot_h) as u32),
         );
         let (r, c) = (rows as f64, cols as f64);
         // Integer coordinates sit at cell centres, so the index ticks land mid-cell; the
@@ -574,51 +809,72 @@ pub fn heat_map(
         };
         let mut chart = ChartBuilder::on(&chart_area)
             .top_x_label_area_size(HEAT_TOP_AXIS as u32)
-            .y_label_area_size(left_axis as u32)
+            .y_label_area_size(lay.left_axis as u32)
             .build_cartesian_2d(x_spec, y_spec)?;
         chart
             .configure_mesh()
             .disable_mesh()
             .x_desc(col_label)
-            .y_desc(row_label)
             .label_style(font(HEAT_TICK_SIZE))
-            .axis_desc_style(font(17.0))
+            .axis_desc_style(font(HEAT_AXIS_DESC_SIZE))
             .draw()?;
         chart.draw_series(matrix.indexed_iter().map(|((i, j), &v)| {
             let (x, y) = (j as f64, i as f64);
-            Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], diverging(v, m).filled())
+            Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], scale.color(v).filled())
         }))?;
-        if cell >= HEAT_GRID_MIN_CELL {
+        if cell_w.min(cell_h) >= HEAT_GRID_MIN_CELL {
             let grid = RGBColor(215, 215, 215);
             let vertical = (1..cols).map(|j| j as f64 - 0.5).map(|x| [(x, -0.5), (x, r - 0.5)]);
             let horizontal = (1..rows).map(|i| i as f64 - 0.5).map(|y| [(-0.5, y), (c - 0.5, y)]);
             chart.draw_series(vertical.chain(horizontal).map(|p| PathElement::new(p, grid)))?;
         }
+        let number_style = |ink: RGBColor| font(number_size).color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
+        chart.draw_series(
+            numbers
+                .iter()
+                .map(|(i, j, text, ink)| Text::new(text.clone(), (*j as f64, *i as f64), number_style(*ink))),
+        )?;
+        // Block lines, 2 px wide: the edge of each block and the one beside it.
+        let (block_r, block_c) = options.block;
+        let between = |n: usize, block: usize| -> Vec<f64> {
+            if block == 0 || block >= n {
+                return vec![];
+            }
+            (1..n.div_ceil(block)).map(|b| (b * block) as f64 - 0.5).collect()
+        };
+        let thick = HEAT_BLOCK_LINE.stroke_width(2);
+        for x in between(cols, block_c) {
+            chart.draw_series([PathElement::new(vec![(x, -0.5), (x, r - 0.5)], thick)])?;
+        }
+        for y in between(rows, block_r) {
+            chart.draw_series([PathElement::new(vec![(-0.5, y), (c - 0.5, y)], thick)])?;
+        }
         chart.draw_series([Rectangle::new([(-0.5, -0.5), (c - 0.5, r - 0.5)], BLACK)])?;
 
         // The colour bar is drawn in pixels rather than as a second plotters chart: a chart
-        // clips its labels to the bar's height, which cuts the labels at ±max in half.
-        let x0 = left + (chart_w + HEAT_BAR_GAP) as i32;
+        // clips its labels to the bar's height, which cuts the labels at the ends in half.
+        let x0 = left + (lay.chart_w + HEAT_BAR_GAP) as i32;
         let x1 = x0 + HEAT_BAR_W as i32 - 1;
-        let y0 = (HEAT_TITLE_H + HEAT_TOP_AXIS) as i32;
-        let bar_h = bar_h as i32;
-        let value_at = |py: f64| m - 2.0 * m * py / f64::from(bar_h - 1);
+        let y0 = lay.body_top as i32;
+        let bar_h = lay.body_h as i32;
+        let (lo, hi) = scale.range();
+        let value_at = |py: f64| hi - (hi - lo) * py / f64::from(bar_h - 1);
         for py in 0..bar_h {
-            let color = diverging(value_at(f64::from(py)), m);
+            let color = scale.color(value_at(f64::from(py)));
             root.draw(&PathElement::new(vec![(x0, y0 + py), (x1, y0 + py)], color))?;
         }
         root.draw(&Rectangle::new([(x0, y0), (x1, y0 + bar_h - 1)], BLACK))?;
         let label_style = font(HEAT_TICK_SIZE)
             .into_text_style(root)
             .pos(Pos::new(HPos::Left, VPos::Center));
-        for t in bar_ticks(m) {
-            let y = y0 + ((m - t) / (2.0 * m) * f64::from(bar_h - 1)).round() as i32;
+        for t in bar_ticks(lo, hi) {
+            let y = y0 + ((hi - t) / (hi - lo) * f64::from(bar_h - 1)).round() as i32;
             root.draw(&PathElement::new(vec![(x1, y), (x1 + 5, y)], BLACK))?;
             root.draw(&Text::new(format_tick(t, 0.0), (x1 + 9, y), label_style.clone()))?;
         }
         Ok(())
     })?;
-    write_png(OP, path, size, &buf)
+    write_png(op, path, size, &buf)
 }
 
 /// A matrix index axis: cell `i` spans `[i - 0.5, i + 0.5]`, ticks only at chosen indices,
@@ -666,21 +922,23 @@ fn index_ticks(n: usize, axis_px: u64, min_px: u64) -> Vec<f64> {
     (0..n).step_by(step).map(|i| i as f64).collect()
 }
 
-/// Colour bar ticks on [-m, m]: multiples of a 1-2-5 step giving about 6 intervals, plus ±m
-/// itself unless a tick is already close, so that the bar always tells its extreme value.
-fn bar_ticks(m: f64) -> Vec<f64> {
-    let raw = 2.0 * m / 6.0;
+/// Colour bar ticks on [lo, hi]: multiples of a 1-2-5 step giving about 6 intervals, plus the
+/// ends themselves unless a tick is already close, so that the bar always tells its extremes.
+fn bar_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let raw = (hi - lo) / 6.0;
     let magnitude = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0]
         .into_iter()
         .map(|f| f * magnitude)
         .find(|&s| s >= raw)
         .unwrap_or(10.0 * magnitude);
-    let n = (m / step).floor() as i64;
-    let mut ticks: Vec<f64> = (-n..=n).map(|k| k as f64 * step).collect();
-    if m - n as f64 * step > 0.3 * step {
-        ticks.insert(0, -m);
-        ticks.push(m);
+    let (first, last) = ((lo / step).ceil() as i64, (hi / step).floor() as i64);
+    let mut ticks: Vec<f64> = (first..=last).map(|k| k as f64 * step).collect();
+    if first as f64 * step - lo > 0.3 * step {
+        ticks.insert(0, lo);
+    }
+    if hi - last as f64 * step > 0.3 * step {
+        ticks.push(hi);
     }
     ticks
 }
@@ -695,6 +953,27 @@ fn diverging(v: f64, m: f64) -> RGBColor {
     let s = t.abs();
     let mix = |e: f64| (255.0 + (e - 255.0) * s).round() as u8;
     RGBColor(mix(end.0), mix(end.1), mix(end.2))
+}
+
+/// The sequential colour of `v` on the scale [0, m]: white for 0 exactly, and from the first
+/// tint of [`HEAT_SEQUENTIAL`] just above 0 to its darkest at `m`, piecewise linear. The step
+/// at 0 is on purpose: in a sparse matrix, whether an entry is zero matters most, and the
+/// smallest of nine taps must not look like a zero.
+fn sequential(v: f64, m: f64) -> RGBColor {
+    if v.is_nan() {
+        return HEAT_NAN;
+    }
+    if v <= 0.0 {
+        let (r, g, b) = HEAT_SEQUENTIAL[0];
+        return RGBColor(r as u8, g as u8, b as u8);
+    }
+    let last = HEAT_SEQUENTIAL.len() - 1;
+    let t = 1.0 + (v / m).clamp(0.0, 1.0) * (last - 1) as f64;
+    let k = (t.floor() as usize).min(last - 1);
+    let f = t - k as f64;
+    let (a, b) = (HEAT_SEQUENTIAL[k], HEAT_SEQUENTIAL[k + 1]);
+    let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
 type Area<'a> = DrawingArea<GlyphFix<BitMapBackend<'a>>, Shift>;
@@ -1133,13 +1412,24 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Decodes a PNG written here into (width, RGB bytes).
+    fn decode_rgb(path: &Path) -> (u32, Vec<u8>) {
+        let bytes = std::fs::read(path).unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
+        let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut rgb).unwrap();
+        rgb.truncate(info.buffer_size());
+        (info.width, rgb)
+    }
+
     #[test]
     fn heat_map_writes_png_with_exact_cells() {
         let dir = temp_dir("heat");
         let a = Array2::from_shape_fn((9, 25), |(i, j)| (i as f64 - j as f64 * 0.4).sin());
         let p = dir.join("a.png");
         heat_map(&p, "A", &a, "output index", "input index").unwrap();
-        // 25 columns -> 24-px cells; the height is set by the colour bar's minimum.
+        // 25 columns -> 24-px cells; the band is as tall as the 9 rows or the colour bar's
+        // minimum, whichever is more.
         let (w, h) = png_size(&p);
         let fixed = HEAT_LEFT_AXIS_EXTRA + HEAT_BAR_GAP + HEAT_BAR_W + HEAT_BAR_LABELS + HEAT_RIGHT_PAD;
         let tick_w = u64::from(w) - fixed - (25 * 24 + 1);
@@ -1160,6 +1450,92 @@ mod tests {
         let p0 = dir.join("zero.png");
         heat_map(&p0, "zeros", &zeros, "r", "c").unwrap();
         assert!(png_size(&p0).0 > 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn thin_matrices_get_square_ish_readable_cells() {
+        // 4×64: 15-px cells, twice as tall to reach 120 px; 25×1: 24-px cells, twice as wide.
+        assert_eq!(heat_cells(4, 64), (15, 30));
+        assert_eq!(heat_cells(25, 1), (48, 24));
+        // 9×49 (the default duality A): 20-px cells, big enough for numbers.
+        assert_eq!(heat_cells(9, 49), (20, 20));
+        assert_eq!(heat_cells(3, 3), (40, 40));
+        assert_eq!(heat_cells(400, 400), (2, 2));
+        for (rows, cols) in [(4, 64), (25, 1), (1, 1), (2, 300)] {
+            let (cw, ch) = heat_cells(rows, cols);
+            assert!(cw <= 2 * ch && ch <= 2 * cw, "{rows}×{cols}: {cw}×{ch}");
+        }
+    }
+
+    #[test]
+    fn the_row_label_fits_beside_a_short_matrix() {
+        let dir = temp_dir("heat-label");
+        let p = dir.join("wide.png");
+        let label = "output cell (row-major), a long label";
+        let a = Array2::from_shape_fn((2, 40), |(i, j)| (i + j) as f64);
+        heat_map(&p, "wide", &a, label, "input cell").unwrap();
+        let (label_len, _) = measure("test", &font(HEAT_AXIS_DESC_SIZE), label).unwrap();
+        let (_, h) = png_size(&p);
+        assert!(
+            u64::from(h) >= HEAT_TITLE_H + HEAT_TOP_AXIS + u64::from(label_len) + 16,
+            "{h} px tall for a {label_len}-px label"
+        );
+        // The label's ink lies wholly inside the band: the rows above and below it are white
+        // in the label's column strip.
+        let (w, rgb) = decode_rgb(&p);
+        let dark = |x: u32, y: u32| {
+            let i = ((y * w + x) * 3) as usize;
+            rgb[i] < 128
+        };
+        let strip = 0..24u32;
+        let inked: Vec<u32> = (0..h).filter(|&y| strip.clone().any(|x| dark(x, y))).collect();
+        let (first, last) = (inked[0], *inked.last().unwrap());
+        assert!(last - first + 1 >= label_len * 9 / 10, "ink spans {first}..={last}");
+        assert!(first > 0 && last < h - 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn non_negative_matrices_use_one_hue_and_mixed_signs_diverge() {
+        let all_positive = [0.0, 1.0, 9.0];
+        assert_eq!(HeatScale::of(all_positive.iter()), HeatScale::Sequential(9.0));
+        assert_eq!(HeatScale::of([-1.0, 2.0].iter()), HeatScale::Diverging(2.0));
+        assert_eq!(HeatScale::of([0.0, f64::NAN].iter()), HeatScale::Sequential(1.0));
+        // The smallest tap of nine is not white on the sequential scale, and the scale's
+        // ends are white and dark blue; on the diverging one it would be half as far from white.
+        let one = sequential(1.0, 9.0);
+        assert_ne!(one, WHITE);
+        let distance = |c: RGBColor| 3.0 * 255.0 - f64::from(c.0) - f64::from(c.1) - f64::from(c.2);
+        assert!(distance(one) > 1.5 * distance(diverging(1.0, 9.0)));
+
+        // Drawn: a 3×3 matrix of 0..8 has its 0 cell white and its 8 cell the darkest blue,
+        // with the value written in it in white.
+        let dir = temp_dir("heat-seq");
+        let p = dir.join("seq.png");
+        let a = Array2::from_shape_fn((3, 3), |(i, j)| (3 * i + j) as f64);
+        heat_map(&p, "seq", &a, "r", "c").unwrap();
+        let (w, rgb) = decode_rgb(&p);
+        let count = |c: [u8; 3]| rgb.chunks_exact(3).filter(|p| *p == c).count();
+        assert!(count([8, 48, 107]) > 40 * 40 / 2, "no dark-blue cell");
+        assert!(count([255, 255, 255]) > 0);
+        assert!(count([178, 24, 43]) == 0, "red on an all-positive map");
+        // The number 8, in white, inside the dark cell's bounding box.
+        let dark: Vec<usize> = (0..rgb.len() / 3)
+            .filter(|&i| rgb[3 * i..3 * i + 3] == [8, 48, 107])
+            .collect();
+        let (xs, ys): (Vec<usize>, Vec<usize>) = dark.iter().map(|&i| (i % w as usize, i / w as usize)).unzip();
+        let (x0, x1) = (*xs.iter().min().unwrap(), *xs.iter().max().unwrap());
+        let (y0, y1) = (*ys.iter().min().unwrap(), *ys.iter().max().unwrap());
+        assert!(x1 - x0 < 45 && y1 - y0 < 45, "one cell: {x0}..{x1} × {y0}..{y1}");
+        let white_inside = (y0..=y1)
+            .flat_map(|y| (x0..=x1).map(move |x| (x, y)))
+            .filter(|&(x, y)| rgb[3 * (y * w as usize + x)..][..3].iter().all(|&c| c > 180))
+            .count();
+        assert!(
+            white_inside > 5,
+            "no number in the dark cell {x0}..{x1} × {y0}..{y1}: {white_inside}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -1202,10 +1578,19 @@ mod tests {
         );
         assert_eq!(index_ticks(9, 217, 24), (0..9).map(|i| i as f64).collect::<Vec<_>>());
         assert_eq!(index_ticks(200, 601, 44).len(), 10);
-        assert_eq!(bar_ticks(1.0), vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
-        assert_eq!(bar_ticks(3.0), vec![-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]);
-        assert_eq!(bar_ticks(2.9), vec![-2.9, -2.0, -1.0, 0.0, 1.0, 2.0, 2.9]);
+        assert_eq!(bar_ticks(-1.0, 1.0), vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
+        assert_eq!(bar_ticks(-3.0, 3.0), vec![-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(bar_ticks(-2.9, 2.9), vec![-2.9, -2.0, -1.0, 0.0, 1.0, 2.0, 2.9]);
+        assert_eq!(bar_ticks(0.0, 9.0), vec![0.0, 2.0, 4.0, 6.0, 8.0, 9.0]);
+        assert_eq!(bar_ticks(0.0, 36.0), vec![0.0, 10.0, 20.0, 30.0, 36.0]);
         assert_eq!(diverging(0.0, 1.0), WHITE);
         assert_eq!(diverging(2.0, 1.0), RGBColor(178, 24, 43));
+        assert_eq!(sequential(0.0, 9.0), WHITE);
+        assert_eq!(sequential(9.0, 9.0), RGBColor(8, 48, 107));
+        assert_eq!(sequential(1e-12, 9.0), RGBColor(222, 235, 247));
+        assert_eq!(sequential(-1.0, 9.0), WHITE);
+        assert_eq!(cell_text(3.0), "3");
+        assert_eq!(cell_text(-12.0), "-12");
+        assert_eq!(cell_text(0.25), "0.25");
     }
 }

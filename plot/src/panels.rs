@@ -6,7 +6,7 @@
 //! its pixels ([`GridPicture`]).
 //!
 //! Layout, top to bottom, in pixels: [`GRID_PAD`]; the title band ([`GRID_TITLE_H`], only with a
-//! title); the rows, [`GRID_ROW_GAP`] apart, each as tall as its pictures (or its label, if
+//! title); the column headers ([`GRID_COLUMNS_H`], only with headers); the rows, [`GRID_ROW_GAP`] apart, each as tall as its pictures (or its label, if
 //! taller); with a legend, [`GRID_ROW_GAP`] and the legend's lines ([`LEGEND_LINE_H`] each,
 //! [`LEGEND_LINE_GAP`] apart); [`GRID_PAD`]. Left to right: [`GRID_PAD`], the row labels (as wide
 //! as the widest), [`GRID_PAD`], the pictures ([`GRID_GAP`] apart), [`GRID_PAD`]; the picture is
@@ -30,6 +30,8 @@ pub(crate) const GRID_GAP: u64 = 6;
 pub(crate) const GRID_ROW_GAP: u64 = 10;
 /// Height of the title band, when there is a title: room for the 24-px bold title.
 pub(crate) const GRID_TITLE_H: u64 = 36;
+/// Height of the column headers' band, when there are headers: room for the 17-px labels.
+pub(crate) const GRID_COLUMNS_H: u64 = 26;
 const GRID_FRAME: RGBColor = RGBColor(170, 170, 170);
 /// Pixels that are NaN: a colour no grey value can take, so a broken output is obvious.
 const NAN_PIXEL: [u8; 3] = [230, 0, 0];
@@ -67,6 +69,7 @@ pub fn image_grid(path: &Path, rows: &[(&str, Vec<Array2<f32>>)], scale: u32) ->
         op: "image_grid",
         noun: "image",
         title: "",
+        columns: &[],
         rows,
         scale,
         legend: &[],
@@ -188,6 +191,48 @@ pub fn panel_grid(
         op: "panel_grid",
         noun: "panel",
         title,
+        columns: &[],
+        rows,
+        scale,
+        legend,
+    }
+    .write(path)
+}
+
+/// [`panel_grid`] with a header over each column of panels: `columns[j]` is centred above the
+/// `j`-th panel of the first row (e.g. "transposed conv", "resize-conv"), so that the rows
+/// below compare the same things column by column.
+///
+/// # Errors
+/// As [`panel_grid`]; also [`PlotError::Invalid`] if there are more headers than panels in the
+/// first row.
+///
+/// # Example
+/// ```
+/// use adjoint_plot::{Panel, gray_to_rgb, panel_grid_with_columns};
+/// use ndarray::Array2;
+///
+/// let flat = Panel { pixels: gray_to_rgb(&Array2::from_elem((8, 8), 0.5)), marks: vec![] };
+/// let path = std::env::temp_dir().join(format!("columns-doc-{}.png", std::process::id()));
+/// let rows = [("1 layer", vec![flat.clone(), flat])];
+/// panel_grid_with_columns(&path, "Coverage", &["left", "right"], &rows, 4, &[])?;
+/// assert!(path.exists());
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), adjoint_plot::PlotError>(())
+/// ```
+pub fn panel_grid_with_columns(
+    path: &Path,
+    title: &str,
+    columns: &[&str],
+    rows: &[(&str, Vec<Panel>)],
+    scale: u32,
+    legend: &[LegendEntry<'_>],
+) -> Result<(), PlotError> {
+    Grid {
+        op: "panel_grid_with_columns",
+        noun: "panel",
+        title,
+        columns,
         rows,
         scale,
         legend,
@@ -272,6 +317,8 @@ struct Grid<'a, P> {
     /// What one picture is called in error messages: "image", "panel".
     noun: &'static str,
     title: &'a str,
+    /// Headers over the columns of pictures, left to right; empty for none.
+    columns: &'a [&'a str],
     rows: &'a [(&'a str, Vec<P>)],
     scale: u32,
     legend: &'a [LegendEntry<'a>],
@@ -282,6 +329,8 @@ struct GridLayout {
     size: (u32, u32),
     /// Left edge of every row's first picture.
     pictures_left: u64,
+    /// Top of the column headers' band (when there are headers).
+    columns_top: u64,
     rows: Vec<RowLayout>,
     /// Each legend entry's top-left corner: its key's left edge and its line's top.
     legend: Vec<(u64, u64)>,
@@ -327,6 +376,16 @@ impl<P: GridPicture> Grid<'_, P> {
             return Err(PlotError::Empty {
                 op,
                 what: "no rows given".into(),
+            });
+        }
+        if self.columns.len() > self.rows[0].1.len() {
+            return Err(PlotError::Invalid {
+                op,
+                what: format!(
+                    "{} column headers for {} {noun}s in the first row",
+                    self.columns.len(),
+                    self.rows[0].1.len()
+                ),
             });
         }
         for (r, (label, pictures)) in self.rows.iter().enumerate() {
@@ -380,6 +439,10 @@ impl<P: GridPicture> Grid<'_, P> {
             width = u64::from(title_w) + 2 * GRID_PAD;
             y += GRID_TITLE_H;
         }
+        let columns_top = y;
+        if !self.columns.is_empty() {
+            y += GRID_COLUMNS_H;
+        }
         let mut rows = Vec::with_capacity(self.rows.len());
         let mut max_row_w = 0u64;
         for (_, pictures) in self.rows {
@@ -426,6 +489,7 @@ impl<P: GridPicture> Grid<'_, P> {
         Ok(GridLayout {
             size,
             pictures_left,
+            columns_top,
             rows,
             legend,
         })
@@ -441,6 +505,15 @@ impl<P: GridPicture> Grid<'_, P> {
                     .into_text_style(root)
                     .pos(Pos::new(HPos::Center, VPos::Center));
                 root.draw(&Text::new(self.title, centre, style))?;
+            }
+            let header_style = font(LABEL_FONT_SIZE)
+                .into_text_style(root)
+                .pos(Pos::new(HPos::Center, VPos::Center));
+            for (j, header) in self.columns.iter().enumerate() {
+                let first = &layout.rows[0];
+                let (x0, _) = first.origin(layout.pictures_left, j);
+                let centre = at(x0 + first.pic_w / 2, layout.columns_top + GRID_COLUMNS_H / 2);
+                root.draw(&Text::new(*header, centre, header_style.clone()))?;
             }
             let label_style = font(LABEL_FONT_SIZE)
                 .into_text_style(root)
@@ -801,6 +874,27 @@ mod tests {
             second > GRID_PAD + LEGEND_KEY + LEGEND_KEY_GAP,
             "sample at x = {second}"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn column_headers_get_a_band_over_their_columns() {
+        let dir = temp_dir("columns");
+        let p = dir.join("columns.png");
+        let rows = [("", vec![ramp(10, 12), ramp(10, 12)])];
+        panel_grid_with_columns(&p, "", &["A", "B"], &rows, 3, &[]).unwrap();
+        let pic = Picture::read(&p);
+        // The band sits above the panels, which move down by its height.
+        let top = GRID_PAD + GRID_COLUMNS_H;
+        assert_eq!(u64::from(pic.height), top + 30 + GRID_PAD);
+        assert_eq!(pic.at(2 * GRID_PAD - 1, top - 1), FRAME);
+        // Each header's ink lies over its own panel, between the panel's edges.
+        let inked = |x0: u64, x1: u64| (x0..x1).any(|x| (GRID_PAD..top - 1).any(|y| pic.at(x, y)[0] < 128));
+        let (a0, b0) = (2 * GRID_PAD, 2 * GRID_PAD + 36 + GRID_GAP);
+        assert!(inked(a0, a0 + 36) && inked(b0, b0 + 36));
+        assert!(!inked(0, a0) && !inked(a0 + 36, b0));
+        let err = panel_grid_with_columns(&p, "", &["A", "B", "C"], &rows, 3, &[]).unwrap_err();
+        assert!(matches!(err, PlotError::Invalid { .. }), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -22,6 +22,9 @@ use plotters::prelude::*;
 #[path = "../user_error.rs"]
 mod user_error;
 
+#[path = "scatter.rs"]
+mod scatter;
+
 /// Any failure: the library refusing a setting (its own message), a setting too large to draw,
 /// a drawing or encoding failure, or a failed write.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -48,9 +51,13 @@ pub struct Settings {
 /// What a call wrote, for the caller to report and for the test to compare with the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
-    /// Frames in the file: one per output cell, `out_side²`.
+    /// Frames in the file: one per output cell, `out_side²` (one per input cell, `in_side²`, for
+    /// the scatter view).
     pub frames: usize,
-    /// Side of the output grid.
+    /// What one frame is for: "output cells" or "input cells".
+    pub frame_cells: &'static str,
+    /// Side of the output grid (for the scatter view, of the whole scatter, cropped cells
+    /// included).
     pub out_side: usize,
     /// Picture size in pixels.
     pub width: u16,
@@ -73,23 +80,33 @@ const MAX_FRAMES: usize = 1600;
 
 /// Writes `conv.gif` (the padded input with the kernel's taps moving over it, the output
 /// filling in) and `conv_transpose.gif` (Dumoulin & Visin's view: a stride-1 conv with the
-/// flipped kernel over the conv's output stretched by inserted zeros and padded) into `dir`,
-/// one frame per output cell, each frame showing `frame_ms` (the last one four times as long).
+/// flipped kernel over the conv's output stretched by inserted zeros and padded), one frame per
+/// output cell, and `conv_transpose_scatter.gif` (d2l's view: each input cell of the transposed
+/// conv stamps the scaled kernel into the output, overlaps adding), one frame per input cell,
+/// into `dir`, each frame showing `frame_ms` (the last one four times as long).
 ///
-/// Both animations are planned before either file is written, so a setting the transposed conv
+/// All animations are planned before any file is written, so a setting the transposed conv
 /// refuses leaves no conv.gif behind either.
 pub fn write_gifs(dir: &Path, settings: &Settings, frame_ms: u16) -> Result<Vec<(PathBuf, Written)>, Error> {
-    let plans = [
-        ("conv.gif", conv_plan(settings)?),
-        ("conv_transpose.gif", conv_transpose_plan(settings)?),
-    ];
+    let conv = conv_plan(settings)?;
+    let transposed = conv_transpose_plan(settings)?;
+    let op = match settings.output_padding {
+        Some(op) => op,
+        None => AxisGeometry::new(settings.kernel, settings.stride, settings.padding, settings.dilation)
+            .past_last_window(settings.input)
+            .ok_or("no kernel window fits the padded input")?,
+    };
+    let scatter = scatter::scatter_plan(settings, conv.out, op)?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut written = Vec::new();
-    for (name, plan) in &plans {
+    for (name, plan) in [("conv.gif", &conv), ("conv_transpose.gif", &transposed)] {
         let path = dir.join(name);
         let info = render(&path, plan, frame_ms)?;
         written.push((path, info));
     }
+    let path = dir.join("conv_transpose_scatter.gif");
+    let info = scatter::render(&path, &scatter, frame_ms)?;
+    written.push((path, info));
     Ok(written)
 }
 
@@ -98,8 +115,11 @@ pub fn write_gifs(dir: &Path, settings: &Settings, frame_ms: u16) -> Result<Vec<
 enum Kind {
     /// A cell of the op's input.
     Input,
-    /// A zero added around the input (padding, or output padding at the end).
+    /// A zero added around the input by the padding (the conv's `p`, or the transposed view's
+    /// `d(k−1)−p`).
     Padding,
+    /// A zero added at the end by the transposed conv's `output_padding`.
+    OutputPadding,
     /// A zero inserted between two input cells (transposed conv only).
     Inserted,
 }
@@ -111,6 +131,10 @@ struct Plan {
     /// Kind of each cell along one axis of the drawn input grid; the grid is square, and a 2-D
     /// cell is input only if both its row and its column are (see [`cell_kind`]).
     axis: Vec<Kind>,
+    /// Cells of the stretched input that the transposed view crops away (`p > d(k−1)`, or at
+    /// the end `p > d(k−1) + output_padding`), before and after the drawn axis, by kind: drawn
+    /// hatched outside the grid, never visited by the kernel. Empty for the conv.
+    cropped: (Vec<Kind>, Vec<Kind>),
     /// Whether some tap lands on each cell of the axis (a 2-D cell is read when its row and
     /// its column are); cells no tap reads are crossed out. All read in the transposed view.
     read: Vec<bool>,
@@ -213,6 +237,7 @@ fn conv_plan(s: &Settings) -> Result<Plan, Error> {
                 }
             })
             .collect(),
+        cropped: (Vec::new(), Vec::new()),
         read: (0..i + 2 * p).map(|q| !unread_cells.contains(&q)).collect(),
         out: o,
         step: st,
@@ -268,22 +293,37 @@ fn conv_transpose_plan(s: &Settings) -> Result<Plan, Error> {
         .into());
     }
     // Dumoulin & Visin's padding d(k−1) − p before the stretched input (a crop if negative); the
-    // rest of the padded axis past the stretched input is padding, output padding included.
+    // rest of the padded axis past the stretched input is padding, the last `op` cells of it
+    // output padding (unless cropping at the end ate into them).
     let before = (d * (k - 1)) as isize - p as isize;
     let stretched_len = steps.stretched.shape()[2] as isize;
-    let padded_len = steps.padded.shape()[2];
-    let axis_kinds: Vec<Kind> = (0..padded_len as isize)
+    let padded_len = steps.padded.shape()[2] as isize;
+    let stretched_kind = |at: isize| {
+        if steps.stretched[[0, 0, at as usize, 0]] != 0.0 {
+            Kind::Input
+        } else {
+            Kind::Inserted
+        }
+    };
+    let trailing = (padded_len - before - stretched_len).max(0);
+    let output_padding_from = padded_len - trailing.min(op as isize);
+    let axis_kinds: Vec<Kind> = (0..padded_len)
         .map(|q| {
             let at = q - before;
-            if !(0..stretched_len).contains(&at) {
-                Kind::Padding
-            } else if steps.stretched[[0, 0, at as usize, 0]] != 0.0 {
-                Kind::Input
+            if (0..stretched_len).contains(&at) {
+                stretched_kind(at)
+            } else if q >= output_padding_from {
+                Kind::OutputPadding
             } else {
-                Kind::Inserted
+                Kind::Padding
             }
         })
         .collect();
+    // What the crop removes: the first −before stretched cells, and those past the padded end.
+    let cropped = (
+        (0..(-before).max(0)).map(stretched_kind).collect(),
+        (padded_len - before..stretched_len).map(stretched_kind).collect(),
+    );
     let (pad_text, caption) = if before >= 0 {
         (format!("padded by d(k−1)−p = {before}"), "stretched and padded")
     } else {
@@ -301,6 +341,7 @@ fn conv_transpose_plan(s: &Settings) -> Result<Plan, Error> {
         ],
         read: vec![true; axis_kinds.len()],
         axis: axis_kinds,
+        cropped,
         out: n,
         step: 1,
         kernel: k,
@@ -311,11 +352,13 @@ fn conv_transpose_plan(s: &Settings) -> Result<Plan, Error> {
     })
 }
 
-/// A 2-D cell is input only if its row and its column both are; padding wins over an inserted
-/// zero, since a padding row holds nothing but zeros added around the input.
+/// A 2-D cell is input only if its row and its column both are; padding wins over output
+/// padding and both over an inserted zero, since a padding row holds nothing but zeros added
+/// around the input.
 fn cell_kind(row: Kind, col: Kind) -> Kind {
     match (row, col) {
         (Kind::Padding, _) | (_, Kind::Padding) => Kind::Padding,
+        (Kind::OutputPadding, _) | (_, Kind::OutputPadding) => Kind::OutputPadding,
         (Kind::Input, Kind::Input) => Kind::Input,
         _ => Kind::Inserted,
     }
@@ -372,8 +415,18 @@ fn unread_lines(a: usize, p: usize, unread_inputs: &[usize]) -> Vec<String> {
 /// labels, for the tests.
 pub fn unread_captions(s: &Settings) -> Result<(Vec<String>, Vec<String>), Error> {
     let plan = conv_plan(s)?;
-    let legend = layout(&plan)?.legend.into_iter().map(|(_, label)| label).collect();
+    let legend = layout(&plan)?.legend.into_iter().map(|item| item.label).collect();
     Ok((plan.subtitle, legend))
+}
+
+/// The legend labels of both pictures (the conv's, the transposed conv's), for the tests.
+// Only tests/pictures.rs, which includes this module too, calls it; the example does not.
+#[allow(dead_code)]
+pub fn legends(s: &Settings) -> Result<[Vec<String>; 2], Error> {
+    let labels = |plan: &Plan| -> Result<Vec<String>, Error> {
+        Ok(layout(plan)?.legend.into_iter().map(|item| item.label).collect())
+    };
+    Ok([labels(&conv_plan(s)?)?, labels(&conv_transpose_plan(s)?)?])
 }
 
 /// The library's names for the settings, with the flags that set them and their values.
@@ -402,8 +455,20 @@ const OUT_CURRENT: RGBColor = RGBColor(20, 140, 125);
 const TEXT: RGBColor = RGBColor(20, 20, 20);
 const NEVER_READ: RGBColor = RGBColor(200, 60, 60);
 const PADDING_NEVER_READ: RGBColor = RGBColor(235, 150, 40);
+/// Output padding: a pale yellow behind the padding's dashes, so it tells from `p`'s padding.
+const OUTPUT_PADDING: RGBColor = RGBColor(250, 235, 180);
+/// Cropped cells: light grey, hatched.
+const CROPPED: RGBColor = RGBColor(238, 238, 238);
+const CROP_LINE: RGBColor = RGBColor(175, 175, 175);
 /// Every colour above, so the GIF palette holds each one exactly.
-const NAMED: [RGBColor; 15] = [
+const NAMED: [RGBColor; 22] = [
+    scatter::SHADES[1],
+    scatter::SHADES[2],
+    scatter::SHADES[3],
+    scatter::SHADES[4],
+    OUTPUT_PADDING,
+    CROPPED,
+    CROP_LINE,
     WHITE,
     INPUT,
     INSERTED,
@@ -435,50 +500,64 @@ struct Layout {
     cell: i32,
     width: u32,
     height: u32,
-    title_y: i32,
     subtitle_y: Vec<i32>,
     grid: (i32, i32),
     out: (i32, i32),
     caption_y: i32,
-    legend_y: i32,
-    legend: Vec<(Swatch, String)>,
+    legend: Vec<LegendItem>,
 }
 
 #[derive(Clone, Copy)]
 enum Swatch {
     Cell(Kind),
+    /// A cell of the stretched input cropped away.
+    Cropped,
     Tap,
+    /// A tap on a zero (padding, output padding or an inserted zero): it adds nothing.
+    TapOnZero,
     Done,
     Current,
+    /// The scatter view's shade of an output cell written by this many stamps.
+    Shade(usize),
     /// The cross on a cell of this kind that no tap reads.
     NeverRead(Kind),
 }
 
 fn layout(plan: &Plan) -> Result<Layout, Error> {
     let side = plan.axis.len();
-    let cell = (GRID_TARGET / side).clamp(6, 44) as i32;
-    let grid_px = side as i32 * cell;
+    let (crop_before, crop_after) = (plan.cropped.0.len(), plan.cropped.1.len());
+    // The drawn input grid: the padded axis, and the cropped cells outside it.
+    let drawn = crop_before + side + crop_after;
+    let cell = (GRID_TARGET / drawn).clamp(6, 44) as i32;
+    let drawn_px = drawn as i32 * cell;
     let out_px = plan.out as i32 * cell;
     let text_h = TEXT_SIZE as i32 + LINE_GAP;
-    let title_y = MARGIN;
-    let subtitle_y: Vec<i32> = (0..plan.subtitle.len() as i32)
-        .map(|l| title_y + TITLE_SIZE as i32 + LINE_GAP + l * text_h)
-        .collect();
-    let top = subtitle_y.last().copied().unwrap_or(title_y + TITLE_SIZE as i32) + text_h + 10;
-    let grids_h = grid_px.max(out_px);
-    let grid = (MARGIN, top + (grids_h - grid_px) / 2);
-    let out = (MARGIN + grid_px + GRID_GAP, top + (grids_h - out_px) / 2);
+    let (subtitle_y, top) = heading_lines(plan.subtitle.len());
+    let grids_h = drawn_px.max(out_px);
+    let crop_px = crop_before as i32 * cell;
+    let grid = (MARGIN + crop_px, top + (grids_h - drawn_px) / 2 + crop_px);
+    let out = (MARGIN + drawn_px + GRID_GAP, top + (grids_h - out_px) / 2);
     let caption_y = top + grids_h + 10;
     let legend_y = caption_y + text_h + 8;
 
     let mut legend = vec![(Swatch::Cell(Kind::Input), "input".to_string())];
-    if plan.axis.contains(&Kind::Padding) {
-        legend.push((Swatch::Cell(Kind::Padding), "padding zero".to_string()));
+    let zeros = [
+        (Kind::Padding, "padding zero"),
+        (Kind::OutputPadding, "output padding zero"),
+        (Kind::Inserted, "inserted zero"),
+    ];
+    for (kind, label) in zeros {
+        if plan.axis.contains(&kind) {
+            legend.push((Swatch::Cell(kind), label.to_string()));
+        }
     }
-    if plan.axis.contains(&Kind::Inserted) {
-        legend.push((Swatch::Cell(Kind::Inserted), "inserted zero".to_string()));
+    if !(plan.cropped.0.is_empty() && plan.cropped.1.is_empty()) {
+        legend.push((Swatch::Cropped, "cropped: p > d(k−1)".to_string()));
     }
-    legend.push((Swatch::Tap, "kernel tap".to_string()));
+    legend.push((Swatch::Tap, "tap on an input cell".to_string()));
+    if plan.axis.iter().any(|&kind| kind != Kind::Input) {
+        legend.push((Swatch::TapOnZero, "tap on a zero (adds nothing)".to_string()));
+    }
     for (kind, swatch, label) in [
         (Kind::Input, Swatch::NeverRead(Kind::Input), "input never read"),
         (Kind::Padding, Swatch::NeverRead(Kind::Padding), "padding never read"),
@@ -490,29 +569,77 @@ fn layout(plan: &Plan) -> Result<Layout, Error> {
     legend.push((Swatch::Done, "computed".to_string()));
     legend.push((Swatch::Current, "this frame".to_string()));
 
-    let mut width = MARGIN + grid_px + GRID_GAP + out_px + MARGIN;
-    width = width.max(2 * MARGIN + text_width(&plan.title, TITLE_SIZE, true)?);
-    for line in &plan.subtitle {
-        width = width.max(2 * MARGIN + text_width(line, TEXT_SIZE, false)?);
-    }
-    let mut legend_w = 0;
-    for (_, label) in &legend {
-        legend_w += SWATCH + 6 + text_width(label, TEXT_SIZE, false)? + 18;
-    }
-    width = width.max(2 * MARGIN + legend_w);
-    let height = legend_y + SWATCH + MARGIN;
+    let width = (MARGIN + drawn_px + GRID_GAP + out_px + MARGIN).max(heading_width(&plan.title, &plan.subtitle)?);
+    let (legend, legend_h) = legend_lines(legend, width - 2 * MARGIN, legend_y)?;
+    let height = legend_y + legend_h + MARGIN;
     Ok(Layout {
         cell,
         width: width as u32,
         height: height as u32,
-        title_y,
         subtitle_y,
         grid,
         out,
         caption_y,
-        legend_y,
         legend,
     })
+}
+
+/// Places legend entries left to right from `MARGIN`, wrapping onto a new line where the next
+/// would pass `max_w`: the entries with their top-left corners, and the legend's height.
+fn legend_lines(entries: Vec<(Swatch, String)>, max_w: i32, top: i32) -> Result<(Vec<LegendItem>, i32), Error> {
+    let line_h = SWATCH + LINE_GAP;
+    let (mut x, mut y) = (MARGIN, top);
+    let mut placed = Vec::with_capacity(entries.len());
+    for (swatch, label) in entries {
+        let w = SWATCH + 6 + text_width(&label, TEXT_SIZE, false)?;
+        if x > MARGIN && x + w > MARGIN + max_w {
+            (x, y) = (MARGIN, y + line_h);
+        }
+        placed.push(LegendItem {
+            swatch,
+            label,
+            at: (x, y),
+        });
+        x += w + 18;
+    }
+    Ok((placed, y + SWATCH - top))
+}
+
+/// The top of each subtitle line under the title at [`MARGIN`], and the top of what follows.
+fn heading_lines(lines: usize) -> (Vec<i32>, i32) {
+    let text_h = TEXT_SIZE as i32 + LINE_GAP;
+    let subtitle_y: Vec<i32> = (0..lines as i32)
+        .map(|l| MARGIN + TITLE_SIZE as i32 + LINE_GAP + l * text_h)
+        .collect();
+    let top = subtitle_y.last().copied().unwrap_or(MARGIN + TITLE_SIZE as i32) + text_h + 10;
+    (subtitle_y, top)
+}
+
+/// The width the title and subtitle need, margins included.
+fn heading_width(title: &str, subtitle: &[String]) -> Result<i32, Error> {
+    let mut width = text_width(title, TITLE_SIZE, true)?;
+    for line in subtitle {
+        width = width.max(text_width(line, TEXT_SIZE, false)?);
+    }
+    Ok(2 * MARGIN + width)
+}
+
+/// Queues the title and the subtitle lines.
+fn push_heading(title: &str, subtitle: &[String], subtitle_y: &[i32], labels: &mut Vec<Label>) {
+    labels.push(Label {
+        bold: true,
+        ..Label::new(title, (MARGIN, MARGIN + TITLE_SIZE as i32 / 2), TITLE_SIZE)
+    });
+    for (line, &y) in subtitle.iter().zip(subtitle_y) {
+        labels.push(Label::new(line, (MARGIN, y + TEXT_SIZE as i32 / 2), TEXT_SIZE));
+    }
+}
+
+/// One legend entry where it is drawn: its key's top-left corner.
+struct LegendItem {
+    swatch: Swatch,
+    label: String,
+    at: (i32, i32),
 }
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
@@ -648,7 +775,37 @@ fn draw_cell(area: &Area, rect: [(i32, i32); 2], kind: Kind) -> Result<(), Error
             area.draw(&Rectangle::new(rect, PAD_LINE))?;
         }
         Kind::Padding => dashed_square(area, rect, PAD_LINE)?,
+        Kind::OutputPadding => {
+            area.draw(&Rectangle::new(rect, OUTPUT_PADDING.filled()))?;
+            dashed_square(area, rect, PAD_LINE)?
+        }
     }
+    Ok(())
+}
+
+/// Diagonals a quarter cell apart across a square cell, in the cropped cells' grey.
+fn hatch_lines(area: &Area, [(x0, y0), (x1, _)]: [(i32, i32); 2]) -> Result<(), Error> {
+    let (w, step) = (x1 - x0, ((x1 - x0) / 4).max(3));
+    // Lines x − y = c, from where they enter the square to where they leave it.
+    for c in (-w + step..w).step_by(step as usize) {
+        let (from, to) = ((c.max(0), (-c).max(0)), (w.min(w + c), w.min(w - c)));
+        area.draw(&PathElement::new(
+            vec![(x0 + from.0, y0 + from.1), (x0 + to.0, y0 + to.1)],
+            CROP_LINE,
+        ))?;
+    }
+    Ok(())
+}
+
+/// A cell the transposed view crops away, hatched with diagonals a quarter cell apart over what
+/// it was (`kind`; grey for the legend's key).
+fn draw_cropped(area: &Area, [(x0, y0), (x1, y1)]: [(i32, i32); 2], kind: Option<Kind>) -> Result<(), Error> {
+    match kind {
+        Some(kind) => draw_cell(area, [(x0, y0), (x1, y1)], kind)?,
+        None => area.draw(&Rectangle::new([(x0, y0), (x1, y1)], CROPPED.filled()))?,
+    }
+    hatch_lines(area, [(x0, y0), (x1, y1)])?;
+    area.draw(&Rectangle::new([(x0, y0), (x1, y1)], CROP_LINE))?;
     Ok(())
 }
 
@@ -673,31 +830,10 @@ fn draw_never_read(area: &Area, [(x0, y0), (x1, y1)]: [(i32, i32); 2], kind: Kin
     Ok(())
 }
 
-/// Draws frame `frame` (output cell `frame`, row-major) into `rgb`.
-fn draw_frame(rgb: &mut [u8], plan: &Plan, lay: &Layout, frame: usize) -> Result<(), Error> {
-    let size = (lay.width, lay.height);
-    let mut labels = Vec::new();
-    {
-        let area = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
-        draw_shapes(&area, plan, lay, frame, &mut labels)?;
-        area.present()?;
-    }
-    for label in &labels {
-        draw_label(rgb, size, label)?;
-    }
-    Ok(())
-}
-
 fn draw_shapes(area: &Area, plan: &Plan, lay: &Layout, frame: usize, labels: &mut Vec<Label>) -> Result<(), Error> {
     area.fill(&WHITE)?;
     let text_mid = TEXT_SIZE as i32 / 2;
-    labels.push(Label {
-        bold: true,
-        ..Label::new(&plan.title, (MARGIN, lay.title_y + TITLE_SIZE as i32 / 2), TITLE_SIZE)
-    });
-    for (line, &y) in plan.subtitle.iter().zip(&lay.subtitle_y) {
-        labels.push(Label::new(line, (MARGIN, y + text_mid), TEXT_SIZE));
-    }
+    push_heading(&plan.title, &plan.subtitle, &lay.subtitle_y, labels);
 
     let cell = lay.cell;
     for (r, &row) in plan.axis.iter().enumerate() {
@@ -707,6 +843,28 @@ fn draw_shapes(area: &Area, plan: &Plan, lay: &Layout, frame: usize, labels: &mu
             if !(plan.read[r] && plan.read[c]) {
                 draw_never_read(area, rect, cell_kind(row, col))?;
             }
+        }
+    }
+    // The cropped cells, outside the grid: every drawn cell whose row or column was cropped.
+    let (before, after) = (plan.cropped.0.len() as isize, plan.cropped.1.len() as isize);
+    let side = plan.axis.len() as isize;
+    let kind_at = |q: isize| {
+        if q < 0 {
+            plan.cropped.0[(q + before) as usize]
+        } else if q < side {
+            plan.axis[q as usize]
+        } else {
+            plan.cropped.1[(q - side) as usize]
+        }
+    };
+    for r in -before..side + after {
+        for c in -before..side + after {
+            if (0..side).contains(&r) && (0..side).contains(&c) {
+                continue;
+            }
+            let (x, y) = (lay.grid.0 + c as i32 * cell, lay.grid.1 + r as i32 * cell);
+            let kind = cell_kind(kind_at(r), kind_at(c));
+            draw_cropped(area, [(x, y), (x + cell, y + cell)], Some(kind))?;
         }
     }
 
@@ -769,7 +927,7 @@ fn draw_shapes(area: &Area, plan: &Plan, lay: &Layout, frame: usize, labels: &mu
 
     labels.push(Label::new(
         &plan.input_caption,
-        (lay.grid.0, lay.caption_y + text_mid),
+        (MARGIN, lay.caption_y + text_mid),
         TEXT_SIZE,
     ));
     labels.push(Label::new(
@@ -778,22 +936,31 @@ fn draw_shapes(area: &Area, plan: &Plan, lay: &Layout, frame: usize, labels: &mu
         TEXT_SIZE,
     ));
 
-    let mut x = MARGIN;
-    let y = lay.legend_y;
-    for (swatch, label) in &lay.legend {
+    draw_legend(area, &lay.legend, labels)
+}
+
+/// Draws the legend's keys, and queues its labels.
+fn draw_legend(area: &Area, legend: &[LegendItem], labels: &mut Vec<Label>) -> Result<(), Error> {
+    for item in legend {
+        let (x, y) = item.at;
         let rect = [(x, y), (x + SWATCH, y + SWATCH)];
-        match swatch {
-            Swatch::Cell(kind) => draw_cell(area, rect, *kind)?,
+        match item.swatch {
+            Swatch::Cell(kind) => draw_cell(area, rect, kind)?,
+            Swatch::Cropped => draw_cropped(area, rect, None)?,
             Swatch::Tap => area.draw(&Rectangle::new(rect, TAP_ON_INPUT.filled()))?,
+            Swatch::TapOnZero => area.draw(&Rectangle::new(rect, TAP_ON_ZERO.filled()))?,
             Swatch::Done => area.draw(&Rectangle::new(rect, OUT_DONE.filled()))?,
             Swatch::Current => area.draw(&Rectangle::new(rect, OUT_CURRENT.filled()))?,
+            Swatch::Shade(count) => {
+                area.draw(&Rectangle::new(rect, scatter::SHADES[count.min(4)].filled()))?;
+                area.draw(&Rectangle::new(rect, CELL_LINE))?
+            }
             Swatch::NeverRead(kind) => {
-                draw_cell(area, rect, *kind)?;
-                draw_never_read(area, [(x - 2, y - 2), (x + SWATCH + 2, y + SWATCH + 2)], *kind)?
+                draw_cell(area, rect, kind)?;
+                draw_never_read(area, [(x - 2, y - 2), (x + SWATCH + 2, y + SWATCH + 2)], kind)?
             }
         }
-        labels.push(Label::new(label, (x + SWATCH + 6, y + SWATCH / 2), TEXT_SIZE));
-        x += SWATCH + 6 + text_width(label, TEXT_SIZE, false)? + 18;
+        labels.push(Label::new(&item.label, (x + SWATCH + 6, y + SWATCH / 2), TEXT_SIZE));
     }
     Ok(())
 }
@@ -801,15 +968,69 @@ fn draw_shapes(area: &Area, plan: &Plan, lay: &Layout, frame: usize, labels: &mu
 /// Draws every frame and writes the GIF, only once all of it is encoded.
 fn render(path: &Path, plan: &Plan, frame_ms: u16) -> Result<Written, Error> {
     let lay = layout(plan)?;
+    let sides = (plan.axis.len(), plan.out);
+    write_frames(
+        path,
+        &lay,
+        sides,
+        (plan.out * plan.out, "output cells"),
+        frame_ms,
+        |area, f, labels| draw_shapes(area, plan, &lay, f, labels),
+    )
+}
+
+/// Draws the frames by `draw` and writes the GIF ([`encode`]); what was written, for a picture
+/// laid out by `lay` with input and output grids of `sides` cells a side and `frames` frames,
+/// one per one of `frame_cells`.
+fn write_frames(
+    path: &Path,
+    lay: &Layout,
+    (in_side, out_side): (usize, usize),
+    (frames, frame_cells): (usize, &'static str),
+    frame_ms: u16,
+    draw: impl FnMut(&Area, usize, &mut Vec<Label>) -> Result<(), Error>,
+) -> Result<Written, Error> {
+    let (width, height, bytes) = encode(path, (lay.width, lay.height), frames, frame_ms, draw)?;
+    Ok(Written {
+        frames,
+        frame_cells,
+        out_side,
+        width,
+        height,
+        bytes,
+        cell: lay.cell as u16,
+        in_side,
+        in_origin: (lay.grid.0 as u16, lay.grid.1 as u16),
+        out_origin: (lay.out.0 as u16, lay.out.1 as u16),
+    })
+}
+
+/// Draws `frames` frames of a `size` picture, each by `draw` (shapes onto the area, labels
+/// queued and written over them afterwards), and writes the GIF only once all of it is
+/// encoded: its width, height and size in bytes.
+fn encode(
+    path: &Path,
+    size: (u32, u32),
+    frames: usize,
+    frame_ms: u16,
+    mut draw: impl FnMut(&Area, usize, &mut Vec<Label>) -> Result<(), Error>,
+) -> Result<(u16, u16, usize), Error> {
     let (w, h) = (
-        u16::try_from(lay.width).map_err(|_| "picture too wide for a GIF")?,
-        u16::try_from(lay.height).map_err(|_| "picture too tall for a GIF")?,
+        u16::try_from(size.0).map_err(|_| "picture too wide for a GIF")?,
+        u16::try_from(size.1).map_err(|_| "picture too tall for a GIF")?,
     );
-    let frames = plan.out * plan.out;
     let mut gif = GifFrames::new(w, h)?;
-    let mut rgb = vec![0u8; lay.width as usize * lay.height as usize * 3];
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
     for f in 0..frames {
-        draw_frame(&mut rgb, plan, &lay, f)?;
+        let mut labels = Vec::new();
+        {
+            let area = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+            draw(&area, f, &mut labels)?;
+            area.present()?;
+        }
+        for label in &labels {
+            draw_label(&mut rgb, size, label)?;
+        }
         // The finished picture stays up a while before the loop starts again.
         let ms = if f + 1 == frames {
             frame_ms.saturating_mul(4)
@@ -819,19 +1040,9 @@ fn render(path: &Path, plan: &Plan, frame_ms: u16) -> Result<Written, Error> {
         gif.push(&rgb, ms)?;
     }
     let bytes = gif.finish()?;
-    let size = bytes.len();
+    let len = bytes.len();
     std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Written {
-        frames,
-        out_side: plan.out,
-        width: w,
-        height: h,
-        bytes: size,
-        cell: lay.cell as u16,
-        in_side: plan.axis.len(),
-        in_origin: (lay.grid.0 as u16, lay.grid.1 as u16),
-        out_origin: (lay.out.0 as u16, lay.out.1 as u16),
-    })
+    Ok((w, h, len))
 }
 
 /// A GIF encoder for flat-coloured frames: one global palette holding every named colour

@@ -9,7 +9,10 @@
 //! Writes `conv.gif` (the kernel's taps sliding over the padded input, the output filling in,
 //! and the cells no tap reads crossed out: red on input, orange on padding)
 //! and `conv_transpose.gif` (the transposed conv of the conv's output, drawn as a stride-1 conv
-//! over the input stretched by inserted zeros, padded by `d(k−1)−p`, with the kernel flipped).
+//! over the input stretched by inserted zeros, padded by `d(k−1)−p`, with the kernel flipped),
+//! one frame per output cell, and `conv_transpose_scatter.gif` (the same transposed conv as a
+//! scatter: each input cell stamps the kernel, scaled by its value, into the output, and
+//! overlapping stamps add), one frame per input cell.
 //! Every position comes from `adjoint::ops::conv::geometry` and the zero-insertion view, so any
 //! setting the library accepts can be drawn; a setting it refuses prints the rule it breaks,
 //! naming the flag.
@@ -21,7 +24,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Draw a 2-D convolution and its transpose as animated GIFs, one frame per output cell.
+/// Draw a 2-D convolution and its transpose as animated GIFs: the conv and the transposed conv
+/// one frame per output cell, the transposed conv's scatter one frame per input cell.
 #[derive(Parser, Debug)]
 struct Args {
     /// Side of the square, single-channel input of the conv.
@@ -46,7 +50,7 @@ struct Args {
     /// How long each frame shows, in milliseconds (the last one shows four times as long).
     #[arg(long, default_value_t = 600)]
     frame_ms: u16,
-    /// Where conv.gif and conv_transpose.gif are written.
+    /// Where conv.gif, conv_transpose.gif and conv_transpose_scatter.gif are written.
     #[arg(long, default_value = "out/animate")]
     out_dir: PathBuf,
 }
@@ -68,11 +72,10 @@ fn run(args: &Args) -> Result<(), draw::Error> {
     }
     for (path, w) in written {
         println!(
-            "wrote {} ({} frames = {}×{} output cells, {}×{} px, {:.0} KB)",
+            "wrote {} ({} frames, one per {}, {}×{} px, {:.0} KB)",
             path.display(),
             w.frames,
-            w.out_side,
-            w.out_side,
+            w.frame_cells.trim_end_matches('s'),
             w.width,
             w.height,
             w.bytes as f64 / 1024.0

@@ -46,6 +46,17 @@ fn bad_flags_are_refused_before_any_work() {
             &["--size", "2", "--kernel", "5"],
             "--size 2: the input has shape [1, 1, 2]: padded input size 2 is smaller",
         ),
+        ("duality", &["--channels", "0"], "--channels 0 must be in 1..=8"),
+        (
+            "duality",
+            &["--groups", &huge],
+            "--groups 18446744073709551615 must be in 1..=8",
+        ),
+        (
+            "duality",
+            &["--channels", "2", "--groups", "3"],
+            "--groups 3: groups = 3: in_channels = 2 is not divisible by it",
+        ),
         ("animate", &["--input", &huge], "--input 18446744073709551615"),
         (
             "animate",
@@ -63,6 +74,29 @@ fn bad_flags_are_refused_before_any_work() {
             "--output-padding 2: output_padding = [2, 2]: must be smaller",
         ),
         ("checkerboard", &["--size", &huge], "--size 18446744073709551615"),
+        ("checkerboard", &["--kernel", "9"], "--kernel 9 is more than needed"),
+        ("checkerboard", &["--stride", &huge], "--stride 18446744073709551615"),
+        ("checkerboard", &["--layers", "5"], "--layers 5 is more than needed"),
+        (
+            "checkerboard",
+            &["--layers", "0"],
+            "--layers 0: layers = 0: must be at least 1",
+        ),
+        (
+            "checkerboard",
+            &["--kernel", "0"],
+            "--kernel 0: kernel = 0: must be at least 1",
+        ),
+        (
+            "checkerboard",
+            &["--stride", "0"],
+            "--stride 0: stride = 0: must be at least 1",
+        ),
+        (
+            "checkerboard",
+            &["--size", "32", "--kernel", "8", "--stride", "4", "--layers", "4"],
+            "gives a map more than 2048 pixels a side",
+        ),
         (
             "checkerboard",
             &["--size", "0"],
@@ -211,4 +245,79 @@ fn duality_output_padding_picks_another_size_of_the_run() {
         out.contains("max difference 0e0 (output_padding = a = 0 brings back exactly 7 cells)"),
         "{out}"
     );
+}
+
+/// The heat maps draw the printed conv in 2-D, and say so: `--size 6` with the default stride 2
+/// draws a stride-2 conv of a 6×6 input, not some other conv.
+#[test]
+fn duality_pictures_draw_the_printed_conv() {
+    let out = duality(&["--size", "6"]);
+    assert!(
+        out.contains("input x = [a, b, c, d, e, f] (6 cells), kernel w = [w0, w1, w2], stride 2, padding 0, dilation 1: output of 2 cells"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2-D pictures: the same conv on a 6×6 input, kernel 3×3 (taps numbered 1..9), stride 2, padding 0, dilation 1 → 2×2 output"),
+        "{out}"
+    );
+    assert!(out.contains("A is 4×36:"), "{out}");
+    let out = duality(&["--size", "4", "--stride", "1", "--channels", "2", "--groups", "2"]);
+    assert!(
+        out.contains(
+            "taps numbered 1..18), stride 1, padding 0, dilation 1, 2 channels in and out, groups 2 → 2×2 output"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("A is 8×32:"), "{out}");
+}
+
+/// `checkerboard`'s one-pair run: its table and picture follow --kernel, --stride, --layers and
+/// --size, and the picture changes with --size.
+#[test]
+fn checkerboard_flags_pick_the_pair_the_layers_and_the_size() {
+    let run = |size: &str| {
+        let out_dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("checkerboard-{}-{size}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out_dir);
+        let output = Command::new(binary("checkerboard"))
+            .args([
+                "--kernel",
+                "3",
+                "--stride",
+                "2",
+                "--layers",
+                "4",
+                "--size",
+                size,
+                "--out-dir",
+            ])
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(output.status.success(), "{stdout}");
+        let files: Vec<String> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files, ["checkerboard_k3_s2.png"], "{stdout}");
+        let png = std::fs::read(out_dir.join(&files[0])).unwrap();
+        std::fs::remove_dir_all(&out_dir).unwrap();
+        (stdout, png)
+    };
+    let (out, small) = run("6");
+    // One row, k = 3, s = 2, k mod s = 1, and the one-layer ratio 4 (rows and columns
+    // alternate 1 and 2 paths).
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("3      2"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..4], ["3", "2", "1", "|"], "{out}");
+    assert_eq!(row[4], "4.00", "{out}");
+    assert!(out.contains("6×6 input of ones"), "{out}");
+    assert!(out.contains("equal the transposed convs' counts"), "{out}");
+    let (_, large) = run("12");
+    assert_ne!(small, large, "--size changed nothing in the picture");
 }

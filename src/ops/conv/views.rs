@@ -1,4 +1,4 @@
-//! Two more ways to see the same linear maps, for teaching and for testing the fast kernels.
+//! More ways to see the same linear maps, for teaching and for testing the fast kernels.
 //!
 //! 1. **The matrix.** [`conv_matrix`] builds the dense `A` with `vec(y) = A·vec(x)` for one
 //!    image, straight from the gather formula; [`conv_transpose_matrix`] is `Aᵀ`.
@@ -7,7 +7,13 @@
 //!    `d·(k − 1) − p` zeros (cropping if negative) plus `output_padding` at the end, and convolve
 //!    with the kernel flipped in space and its two channel axes swapped.
 //!
-//! The third view is the fast path the ops run (`kernels.rs`); tests check all three agree.
+//! 3. **Scatter.** [`conv_transpose_stamps`] lists, per input cell of a transposed conv, the
+//!    copy of the kernel it stamps into the output, scaled by its value: the stamps summed are
+//!    the output, and where they overlap they add (the picture in d2l's chapter).
+//!
+//! The fast path the ops run (`kernels.rs`) is one more; tests check that all of them agree.
+//! [`coverage`] and [`input_gradient_counts`] count how evenly a stack of upsampling layers
+//! covers its output, and show the same count in the gradient of a strided conv.
 
 use ndarray::{Array2, ArrayD, Axis, Dimension, IxDyn, Slice};
 
@@ -256,6 +262,213 @@ fn flip_and_swap<T: Float>(w: &ArrayD<T>, groups: usize) -> ArrayD<T> {
     out
 }
 
+/// One tap of a [`Stamp`]: where the scaled kernel tap lands, and what it adds there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StampTap<T: Float> {
+    /// The kernel tap `[t..]`, one index per spatial axis.
+    pub tap: Vec<usize>,
+    /// The output channel it adds to.
+    pub c_out: usize,
+    /// Its position in the output, `i·s + t·d − p_before` per axis: outside `0..o` on some axis
+    /// when the transposed conv's padding crops it away (it then adds nothing).
+    pub at: Vec<isize>,
+    /// `x[c_in, i..] · w[c_in, c_out − group start, t..]`.
+    pub value: T,
+}
+
+/// What one input cell of a transposed conv writes: the kernel scaled by the cell's value,
+/// placed at `i·s − p_before` (the scatter formula `y[i·s + t·d − p] += x[i]·w[t]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stamp<T: Float> {
+    /// The input cell `[c_in, i..]`.
+    pub input: Vec<usize>,
+    /// Every tap of every output channel of its group, in `[c_out, t..]` row-major order.
+    pub taps: Vec<StampTap<T>>,
+}
+
+/// A transposed conv as a scatter: one [`Stamp`] per input cell, and the output's shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scatter<T: Float> {
+    /// The output of one image, `[c_out, o..]`.
+    pub output: Vec<usize>,
+    /// One stamp per input cell `[c_in, i..]`, row-major.
+    pub stamps: Vec<Stamp<T>>,
+}
+
+impl<T: Float> Scatter<T> {
+    /// The first `n` stamps added up, as the output `[1, c_out, o..]` (taps cropped away add
+    /// nothing): after every stamp, the transposed conv's output.
+    pub fn partial_sum(&self, n: usize) -> ArrayD<T> {
+        let dims: Vec<usize> = std::iter::once(1).chain(self.output.iter().copied()).collect();
+        let mut y = ArrayD::zeros(IxDyn(&dims));
+        for stamp in self.stamps.iter().take(n) {
+            for tap in &stamp.taps {
+                if let Some(index) = self.output_index(tap) {
+                    y[IxDyn(&index)] += tap.value;
+                }
+            }
+        }
+        y
+    }
+
+    /// `[0, c_out, at..]` when the tap lands inside the output, `None` when it is cropped.
+    pub fn output_index(&self, tap: &StampTap<T>) -> Option<Vec<usize>> {
+        let mut index = vec![0, tap.c_out];
+        for (&at, &o) in tap.at.iter().zip(&self.output[1..]) {
+            index.push(usize::try_from(at).ok().filter(|&a| a < o)?);
+        }
+        Some(index)
+    }
+}
+
+/// A transposed conv of one image written out as a scatter: each input cell stamps a copy of
+/// the kernel, scaled by its value, into the output, and the stamps add where they overlap.
+///
+/// Formula: input cell `i` adds `x[i]·w[t]` to output cell `i·s + t·d − p` for every tap `t`
+/// (per axis; `p` is the padding before), the columns of `Aᵀ` read one at a time.
+///
+/// Shapes: `x: [1, c_in, i..]`, `w: [c_in, c_out/g, k..]` (as
+/// [`conv_transpose`](super::conv_transpose)); [`Scatter::output`] is `[c_out, o..]`.
+///
+/// # Errors
+/// As [`conv_transpose`](super::conv_transpose); also [`crate::Error::BadShape`] if `x` holds
+/// more than one image (the stamps are of one image), and the size errors of a list of
+/// `c_in · i.. · c_out/g · k..` taps too large to hold.
+///
+/// # Example
+/// ```
+/// use adjoint::ops::conv::{views::conv_transpose_stamps, ConvTransposeOptions};
+/// use ndarray::ArrayD;
+///
+/// // x = [1, 10], w = [1, 2, 3], stride 2: the stamps [1, 2, 3] at 0 and [10, 20, 30] at 2
+/// // overlap in cell 2, where they add: 3 + 10.
+/// let x = ArrayD::from_shape_vec(vec![1, 1, 2], vec![1.0, 10.0]).unwrap();
+/// let w = ArrayD::from_shape_vec(vec![1, 1, 3], vec![1.0, 2.0, 3.0]).unwrap();
+/// let scatter = conv_transpose_stamps(&x, &w, &ConvTransposeOptions::new().stride(2))?;
+/// assert_eq!(scatter.stamps[1].taps[0].at, vec![2]);
+/// assert_eq!(scatter.partial_sum(2).as_slice().unwrap(), &[1.0, 2.0, 13.0, 20.0, 30.0]);
+/// # Ok::<(), adjoint::Error>(())
+/// ```
+pub fn conv_transpose_stamps<T: Float>(
+    x: &ArrayD<T>,
+    w: &ArrayD<T>,
+    opts: &ConvTransposeOptions,
+) -> Result<Scatter<T>> {
+    let op = "conv_transpose_stamps";
+    if x.ndim() != w.ndim() || x.shape().first() != Some(&1) {
+        return Err(bad_shape(
+            op,
+            "x",
+            x.shape(),
+            format!("needs one image, [1, c_in, spatial..] with {} axes", w.ndim()),
+        ));
+    }
+    let shape = conv_transpose_shape(op, opts, false, x.shape(), w.shape())?;
+    let (c_in, c_out) = (shape.c_small, shape.c_big);
+    let (in_g, out_g) = (c_in / shape.groups, c_out / shape.groups);
+    let kernel: Vec<usize> = shape.axes.iter().map(|a| a.kernel).collect();
+    let taps = kernel.iter().product::<usize>();
+    let cells = shape.small.iter().product::<usize>();
+    // The whole list is sized first, so that a huge one is refused instead of allocated.
+    size::elements(op, "stamps", &[c_in, cells, out_g, taps])?;
+    let mut stamps = Vec::with_capacity(c_in * cells);
+    for c in 0..c_in {
+        let group = c / in_g;
+        for cell in 0..cells {
+            let i_idx = unravel(cell, &shape.small);
+            let mut input = vec![0, c];
+            input.extend(&i_idx);
+            let xv = x[IxDyn(&input)];
+            let mut stamp_taps = Vec::with_capacity(out_g * taps);
+            for co in 0..out_g {
+                for t in 0..taps {
+                    let tap = unravel(t, &kernel);
+                    let at = shape
+                        .axes
+                        .iter()
+                        .zip(i_idx.iter().zip(&tap))
+                        .map(|(ax, (&i, &t))| (i * ax.stride + t * ax.dilation) as isize - ax.pad_before as isize)
+                        .collect();
+                    let mut w_idx = vec![c, co];
+                    w_idx.extend(&tap);
+                    stamp_taps.push(StampTap {
+                        tap,
+                        c_out: group * out_g + co,
+                        at,
+                        value: xv * w[IxDyn(&w_idx)],
+                    });
+                }
+            }
+            input.remove(0);
+            stamps.push(Stamp {
+                input,
+                taps: stamp_taps,
+            });
+        }
+    }
+    let mut output = vec![c_out];
+    output.extend(&shape.big);
+    Ok(Scatter { output, stamps })
+}
+
+/// The gradient, with respect to its input, of the sum of a stack of `layers` strided convs
+/// with all-ones `kernel × kernel` kernels, computed by the tape (`Tape::backward`): Distill's
+/// point that a strided conv's input gradient is a transposed conv, so it carries the same
+/// uneven-overlap checkerboard as [`coverage`] with [`Upsampling::Transposed`].
+///
+/// The input is sized so that the stack's output is `size × size`: each layer's input is
+/// `(o − 1)·s + k` for an output of `o`, the transposed conv's output size. With `L = Σ y` the
+/// upstream gradient is all ones, and `∂L/∂x` at a pixel counts the (output pixel, tap) paths
+/// through the stack that read it.
+///
+/// Shapes: returns `[n, n]`, `n` the input side.
+///
+/// # Errors
+/// As [`coverage`].
+///
+/// # Example
+/// ```
+/// use adjoint::ops::conv::views::{coverage, input_gradient_counts, Upsampling};
+/// let grad = input_gradient_counts(4, 3, 2, 1)?;
+/// assert_eq!(grad, coverage(4, 3, 2, 1, Upsampling::Transposed)?.counts);
+/// # Ok::<(), adjoint::Error>(())
+/// ```
+pub fn input_gradient_counts(size: usize, kernel: usize, stride: usize, layers: usize) -> Result<Array2<f64>> {
+    let op = "input_gradient_counts";
+    check_counts_settings(op, size, kernel, stride, layers)?;
+    let mut side = size;
+    for _ in 0..layers {
+        side = size::add(op, "kernel", size::mul(op, "stride", side - 1, stride)?, kernel)?;
+        size::elements(op, "input", &[side, side])?;
+    }
+    size::elements(op, "kernel", &[kernel, kernel])?;
+    let tape = Tape::<f64>::new();
+    let x = tape.param(size::filled(op, "input", &[1, 1, side, side], 0.0)?);
+    let ones = tape.constant(size::filled(op, "kernel", &[1, 1, kernel, kernel], 1.0)?);
+    let mut y = x;
+    for _ in 0..layers {
+        y = conv(y, ones, None, &ConvOptions::new().stride(stride))?;
+    }
+    let grads = tape.backward(y.sum()?)?;
+    let g = &grads[x];
+    Ok(Array2::from_shape_vec((side, side), g.iter().copied().collect()).expect("one image, one channel"))
+}
+
+/// Refuses a zero size, kernel, stride or layer count, naming it.
+fn check_counts_settings(op: &'static str, size: usize, kernel: usize, stride: usize, layers: usize) -> Result<()> {
+    for (param, value) in [
+        ("size", size),
+        ("kernel", kernel),
+        ("stride", stride),
+        ("layers", layers),
+    ] {
+        if value == 0 {
+            return Err(crate::error::invalid(op, param, value, "must be at least 1"));
+        }
+    }
+    Ok(())
+}
+
 /// How often each output pixel is written, for the checkerboard discussion (Odena, Dumoulin &
 /// Olah, 2016): a stack of `layers` upsampling steps on a `size × size` input of ones, with
 /// all-ones kernels, so every pixel's value is its number of (input pixel, kernel tap) paths.
@@ -296,17 +509,8 @@ pub enum Upsampling {
 /// # Ok::<(), adjoint::Error>(())
 /// ```
 pub fn coverage(size: usize, kernel: usize, stride: usize, layers: usize, how: Upsampling) -> Result<Coverage> {
-    for (param, value) in [
-        ("size", size),
-        ("kernel", kernel),
-        ("stride", stride),
-        ("layers", layers),
-    ] {
-        if value == 0 {
-            return Err(crate::error::invalid("coverage", param, value, "must be at least 1"));
-        }
-    }
     let op = "coverage";
+    check_counts_settings(op, size, kernel, stride, layers)?;
     // Every size up front, checked: the kernels, and the image after each layer.
     let (mut side, mut margin, mut reach) = (size, 0usize, 1usize);
     for _ in 0..layers {
