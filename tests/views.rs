@@ -57,6 +57,21 @@ fn stacking_makes_uneven_coverage_worse() {
     assert!(ratios[1] > ratios[0] && ratios[2] > ratios[1], "{ratios:?}");
 }
 
+/// A one-pixel input under three kernel-3 stride-2 layers: an output of 15 (8 for
+/// resize-conv) with a border margin of 14 on each side leaves no interior. The ratio says
+/// there is nothing to compare, where it used to slice past the map's end and panic, and the
+/// counts are still every path (transposed: the input's one cell times 9 taps per layer).
+#[test]
+fn margins_wider_than_the_map_leave_no_interior() {
+    for how in [Upsampling::Transposed, Upsampling::ResizeConv] {
+        let c = coverage(1, 3, 2, 3, how).unwrap();
+        assert!(c.interior_ratio.is_nan(), "{how:?}: {}", c.interior_ratio);
+    }
+    let c = coverage(1, 3, 2, 3, Upsampling::Transposed).unwrap();
+    assert_eq!(c.counts.dim(), (15, 15));
+    assert_eq!(c.counts.sum(), 9f64.powi(3));
+}
+
 #[test]
 fn zero_settings_are_errors() {
     assert!(coverage(0, 3, 2, 1, Upsampling::Transposed).is_err());

@@ -478,6 +478,7 @@ pub struct Coverage {
     pub counts: Array2<f64>,
     /// `max / min` of the counts away from the borders (a margin of
     /// `(k − 1)·(1 + s + … + s^(layers−1))` pixels, where border effects live): 1 means even.
+    /// NaN when the margins leave no interior (a small input under several layers).
     pub interior_ratio: f64,
 }
 
@@ -542,10 +543,10 @@ pub fn coverage(size: usize, kernel: usize, stride: usize, layers: usize, how: U
     let value = x.value();
     let side = value.shape()[2];
     let counts = Array2::from_shape_vec((side, side), value.iter().copied().collect()).expect("one image, one channel");
-    let inner = counts.slice(ndarray::s![
-        margin..side.saturating_sub(margin),
-        margin..side.saturating_sub(margin)
-    ]);
+    // A margin of half the side or more leaves no interior (a small input under many layers):
+    // an empty range, not a slice past its end.
+    let (start, end) = (margin.min(side), side.saturating_sub(margin).max(margin.min(side)));
+    let inner = counts.slice(ndarray::s![start..end, start..end]);
     let (lo, hi) = inner
         .iter()
         .fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
