@@ -627,7 +627,11 @@ fn zero_insertion(
         .map(|q| {
             let j = q - before;
             if (0..stretched as i64).contains(&j) {
-                if j as usize % s.stride == 0 { "x" } else { "zero" }
+                if (j as usize).is_multiple_of(s.stride) {
+                    "x"
+                } else {
+                    "zero"
+                }
             } else if j >= stretched as i64 && q >= (padded - output_padding.min(padded)) as i64 {
                 "output_padding"
             } else {
@@ -689,28 +693,38 @@ fn duality(s: &Settings, ops: &Ops, w: &ArrayD<f64>, x: &ArrayD<f64>, g: &ArrayD
     }))
 }
 
-/// The output side after `layers` upsampling steps of a `COVERAGE_INPUT` input, if at most
-/// `COVERAGE_MAX_SIDE` for both kinds of upsampling (`None`: too large to draw).
-fn coverage_side(s: &Settings) -> Option<usize> {
-    let (mut transposed, mut resized) = (COVERAGE_INPUT, COVERAGE_INPUT);
+/// Whether both overlap maps fit the drawing: the output side after `layers` upsampling steps
+/// of a `COVERAGE_INPUT` input at most `COVERAGE_MAX_SIDE` for both kinds of upsampling, and
+/// not smaller than `views::coverage`'s border margin `(k − 1)·(1 + s + … + s^(layers−1))`
+/// (a margin past the side makes `coverage` panic slicing the interior, so it is not called).
+fn coverage_fits(s: &Settings) -> Result<(), String> {
+    let (mut transposed, mut resized, mut margin, mut reach) = (COVERAGE_INPUT, COVERAGE_INPUT, 0, 1);
     for _ in 0..s.layers {
         transposed = (transposed - 1) * s.stride + s.kernel;
         resized *= s.stride;
+        margin += s.kernel.saturating_sub(1) * reach;
+        reach *= s.stride;
         if transposed.max(resized) > COVERAGE_MAX_SIDE {
-            return None;
+            return Err(format!(
+                "{} layers of kernel {} and stride {} from {COVERAGE_INPUT}×{COVERAGE_INPUT} would exceed {COVERAGE_MAX_SIDE}×{COVERAGE_MAX_SIDE}: pick fewer layers or a smaller stride",
+                s.layers, s.kernel, s.stride
+            ));
         }
     }
-    Some(transposed.max(resized))
+    if margin > transposed.min(resized) {
+        return Err(format!(
+            "{} layers of kernel {} and stride {} from {COVERAGE_INPUT}×{COVERAGE_INPUT}: the borders ({margin} pixels) cover the whole {resized}×{resized} resize-conv output, so there is no interior to compare: pick a larger stride or a smaller kernel",
+            s.layers, s.kernel, s.stride
+        ));
+    }
+    Ok(())
 }
 
 /// The overlap maps of `layers` stacked 2-D upsampling steps with this kernel and stride
 /// (`views::coverage`): transposed convs against resize-convs.
 fn overlap_maps(s: &Settings) -> Result<Value, ApiError> {
-    if coverage_side(s).is_none() {
-        return Ok(json!({"note": format!(
-            "{} layers of stride {} from {COVERAGE_INPUT}×{COVERAGE_INPUT} would exceed {COVERAGE_MAX_SIDE}×{COVERAGE_MAX_SIDE}: pick fewer layers or a smaller stride",
-            s.layers, s.stride
-        )}));
+    if let Err(note) = coverage_fits(s) {
+        return Ok(json!({ "note": note }));
     }
     let map = |how| -> Result<Value, ApiError> {
         let c = coverage(COVERAGE_INPUT, s.kernel, s.stride, s.layers, how).map_err(|e| refused(&e, s))?;
