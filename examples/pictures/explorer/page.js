@@ -97,7 +97,10 @@ function note(container, text) {
 function drawMatrix(container, m, title, blockRows, blockCols, rowName, colName, id) {
   const [rows, cols] = m.shape;
   const size = cellSize(cols, rows, 640, 640);
-  const left = 46, top = 34;
+  // Column names that do not fit across a cell stand upright above it.
+  const longest = Math.max(...Array.from({ length: cols }, (_, c) => colName(c).length));
+  const upright = size >= 14 && longest * 5.6 > size;
+  const left = 46, top = upright ? 26 + longest * 5.6 : 34;
   const svg = svgEl('svg', { width: Math.max(left + cols * size + 8, title.length * 8), height: top + rows * size + 8, id });
   label(svg, 0, 14, title, 'start', 13);
   const [lo, hi] = range(m.data);
@@ -107,7 +110,11 @@ function drawMatrix(container, m, title, blockRows, blockCols, rowName, colName,
       attrs: { 'data-r': r, 'data-c': c } };
   });
   if (size >= 14) {
-    for (let c = 0; c < cols; c++) label(svg, left + c * size + size / 2, top - 4, colName(c), 'middle', 9);
+    for (let c = 0; c < cols; c++) {
+      const x = left + c * size + size / 2;
+      if (upright) label(svg, x + 3, top - 4, colName(c), 'start', 9).setAttribute('transform', `rotate(-90 ${x + 3} ${top - 4})`);
+      else label(svg, x, top - 4, colName(c), 'middle', 9);
+    }
     for (let r = 0; r < rows; r++) label(svg, left - 3, top + r * size + size / 2 + 3, rowName(r), 'end', 9);
   }
   for (let b = blockRows; b < rows; b += blockRows) {

@@ -154,6 +154,17 @@ impl Driver {
         self.call("POST", &format!("/element/{option}/click"), Some(json!({})));
     }
 
+    /// Waits until the page has drawn the answer to what its form now says (typing sends a
+    /// request per pause, and an earlier answer can look like the awaited one).
+    fn settled(&self) {
+        let script = "return document.body.dataset.state !== 'busy' && document.body.dataset.query === query();";
+        let found = wait_until(Duration::from_secs(8), || {
+            let v = self.call("POST", "/execute/sync", Some(json!({"script": script, "args": []})));
+            (v == Value::Bool(true)).then_some(())
+        });
+        assert!(found.is_some(), "the page never drew the answer to its form");
+    }
+
     /// Waits until the page shows `want` at `css`, and returns what it showed last.
     fn wait_text(&self, css: &str, want: impl Fn(&str) -> bool) -> String {
         let mut last = String::new();
@@ -247,8 +258,9 @@ fn the_page_shows_the_librarys_numbers() {
         pad_before: 1,
         pad_after: 2,
     };
+    driver.settled();
     let o = axis.conv_output_size(10).unwrap();
-    driver.wait_text("#conv-out", |t| t == o.to_string());
+    assert_eq!(driver.text("#conv-out"), o.to_string());
     let a = axis.past_last_window(10).unwrap();
     assert_eq!(driver.text("#a"), a.to_string());
     assert_eq!(
@@ -292,13 +304,19 @@ fn the_page_shows_the_librarys_numbers() {
     assert!(shown.contains("stride = 0"), "names the parameter: {shown}");
     // Back to a valid setting: the error goes away, the sizes come back.
     driver.set("stride", "2");
+    driver.settled();
     let o = AxisGeometry { stride: 2, ..axis }.conv_output_size(10).unwrap();
-    driver.wait_text("#conv-out", |t| t == o.to_string());
+    assert_eq!(driver.text("#conv-out"), o.to_string());
     assert_eq!(driver.text("#error"), "");
 
-    // 2-D, and the screenshot.
+    // 2-D, and the screenshot (of a 5×5 input, small enough for A's values to show).
     driver.choose("rank", "2");
-    driver.wait_text("#conv-out", |t| t == format!("{o}×{o}"));
+    driver.settled();
+    assert_eq!(driver.text("#conv-out"), format!("{o}×{o}"));
+    driver.set("size", "5");
+    driver.settled();
+    let o = AxisGeometry { stride: 2, ..axis }.conv_output_size(5).unwrap();
+    assert_eq!(driver.text("#conv-out"), format!("{o}×{o}"));
     let png = base64(driver.call("GET", "/screenshot", None).as_str().expect("base64 PNG"));
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 20_000, "a screenshot of {} bytes is blank", png.len());
