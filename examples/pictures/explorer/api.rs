@@ -312,9 +312,12 @@ struct Ops {
     pads: (usize, usize),
     /// The chosen transposed conv's output padding: the user's, or `a`.
     output_padding: usize,
+    /// One spatial axis of the conv (every axis has the same settings).
     axis: AxisGeometry,
 }
 
+/// The settings as the library's options: TensorFlow's modes become the padding they compute
+/// for the conv, and an output shape for the transposed conv.
 fn ops(s: &Settings) -> Ops {
     let (k, st, d) = (s.kernel, s.stride, s.dilation);
     let pads = match s.mode {

@@ -161,7 +161,7 @@ function drawArray(container, arr, title, style, id) {
     const [w, h] = channelGrid(svg, x, 38, arr, c, size, style ? (i, v) => style(c, i, v) : null);
     x += w + 12; width = x; height = Math.max(height, h);
   }
-  svg.setAttribute('width', Math.max(width, title.length * 7.5));
+  svg.setAttribute('width', Math.max(width, title.length * 8.2));
   svg.setAttribute('height', 44 + height);
   container.appendChild(svg);
 }
@@ -208,7 +208,8 @@ function drawMatrices(a) {
   const xName = (j) => cellName('x', j, s.c_in, s.size, r);
   const tName = (j) => cellName('y′', j, s.c_in, t, r);
   let caption = `A has one row per output cell of the conv (${s.c_out * spatial(o)}) and one column per input cell (${s.c_in * spatial(s.size)}); entry = the kernel weight (numbered 1, 2, … in PyTorch’s layout [c_out, c_in/g, k…]) that links them.`;
-  if (s.c_in > 1 || s.c_out > 1) caption += ` Thick lines separate channels: block (output channel, input channel); with groups = ${s.groups} the blocks across groups are zero.`;
+  if (s.c_in > 1 || s.c_out > 1) caption += ' Thick lines separate channels: block (output channel, input channel).';
+  if (s.groups > 1) caption += ` With groups = ${s.groups} an output channel reads only its group’s input channels: the blocks across groups are zero.`;
   if (m.a.note) { note(A, m.a.note); $('matrix-caption').textContent = caption; return; }
   drawMatrix(A, m.a, `A: conv, ${m.a.shape[0]}×${m.a.shape[1]}`, spatial(o), spatial(s.size), yName, xName, 'svg-a');
   if (m.at.note) { note(AT, m.at.note); }
@@ -239,6 +240,7 @@ function drawView(a) {
   $('view-legend').innerHTML = '';
   const n = frameCount(a), step = $('step');
   step.max = Math.max(0, n - 1);
+  if (step.dataset.wanted !== undefined) { step.value = step.dataset.wanted; delete step.dataset.wanted; }
   if (Number(step.value) > n - 1) step.value = Math.max(0, n - 1);
   const f = Number(step.value);
   $('step-label').textContent = n ? `step ${f + 1} of ${n}` : '';
@@ -253,7 +255,8 @@ function posKey(pos) { return pos.join(','); }
 // The output grid right of an input `width × height` px drawn at `size`: the cells up to the
 // frame's output cell filled in (channel 0), that one outlined. Returns its flat index.
 function drawOutput(svg, o, y, frame, r, width, height, size, title) {
-  const orows = r === 2 ? o : 1, x1 = width + 40, osize = Math.min(size * 1.2, 34);
+  // Past the input's title too, which can be wider than its grid.
+  const orows = r === 2 ? o : 1, x1 = Math.max(width, 330) + 30, osize = Math.min(size * 1.2, 34);
   const cur = r === 2 ? frame.out[0] * o + frame.out[1] : frame.out[0];
   label(svg, x1, 14, `${title} (channel 0), ${dims(o, r)}`, 'start', 12);
   cells(svg, x1, 22, orows, o, osize, (rr, c) => {
@@ -366,8 +369,9 @@ function drawCoverage(a) {
   for (const [key, title] of [['transposed', 'transposed conv'], ['resize_conv', 'resize-conv (nearest ×s, then conv)']]) {
     const m = c[key].counts, n = m.shape[0];
     const size = cellSize(n, n, 340, 340);
-    const svg = svgEl('svg', { width: Math.max(n * size, 240) + 4, height: n * size + 40 });
-    label(svg, 0, 14, `${title}: max/min inside ${fmt(c[key].interior_ratio)}`, 'start', 12);
+    const heading = `${title}: max/min inside ${fmt(c[key].interior_ratio)}`;
+    const svg = svgEl('svg', { width: Math.max(n * size, heading.length * 7.6) + 4, height: n * size + 40 });
+    label(svg, 0, 14, heading, 'start', 12);
     cells(svg, 0, 24, n, n, size, (r, col) => {
       const v = m.data[r * n + col];
       return { fill: grey(v, hi), text: fmt(v), ink: v > hi * 0.55 ? '#fff' : '#111', stroke: 'none', title: fmt(v) };
@@ -430,6 +434,17 @@ function schedule() {
   timer = setTimeout(refresh, 120);
 }
 
+// Settings in the page's own address (`/?rank=2&stride=1&view=scatter&step=4`) fill the form,
+// so a learner can keep or share a link to what they see.
+function fromAddress() {
+  const q = new URLSearchParams(location.search);
+  for (const f of FIELDS) if (q.has(f)) $(f).value = q.get(f);
+  const v = document.querySelector(`input[name=view][value="${q.get('view')}"]`);
+  if (v) v.checked = true;
+  if (q.has('step')) $('step').dataset.wanted = q.get('step');
+}
+
+fromAddress();
 for (const f of FIELDS) { $(f).addEventListener('input', schedule); $(f).addEventListener('change', schedule); }
 $('step').addEventListener('input', () => { if (answer) drawView(answer); });
 document.querySelectorAll('input[name=view]').forEach((r) => r.addEventListener('change', () => {
