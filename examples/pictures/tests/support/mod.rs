@@ -38,12 +38,14 @@ impl Drop for Killed {
 
 /// The explorer binary serving on a free port (`--port 0`), and the address it printed.
 pub struct Explorer {
+    /// The running binary, killed on drop.
     pub child: Killed,
     /// `127.0.0.1:PORT`.
     pub addr: String,
 }
 
 impl Explorer {
+    /// Starts the binary and reads the address from the URL it prints first.
     pub fn start() -> Explorer {
         let mut child = Command::new(example_binary("explorer"))
             .args(["--port", "0"])
