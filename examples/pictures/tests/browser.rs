@@ -291,6 +291,22 @@ fn the_page_shows_the_librarys_numbers() {
     // The duality on the tape: the page's difference is 0.
     assert_eq!(driver.text("#dual-diff"), "0");
 
+    // The scatter view, stepped to its end with the keyboard (End on the slider): one stamp
+    // per output cell of the conv, and the sum is the transposed conv's forward.
+    let scatter = driver
+        .find("input[name=view][value=scatter]")
+        .expect("the scatter view's button");
+    driver.call("POST", &format!("/element/{scatter}/click"), Some(json!({})));
+    let slider = driver.find("#step").expect("the slider");
+    driver.call(
+        "POST",
+        &format!("/element/{slider}/value"),
+        Some(json!({"text": "\u{E010}"})),
+    );
+    driver.wait_text("#step-label", |t| t == format!("step {o} of {o}"));
+    let caption = driver.text("#view-caption");
+    assert!(caption.contains("largest difference 0."), "{caption}");
+
     // An invalid setting: the library's own message in the error box.
     driver.set("stride", "0");
     let message = conv_output_shape(
