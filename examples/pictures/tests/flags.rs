@@ -5,22 +5,12 @@
 //! The binaries are the ones `cargo test` builds beside this test (`target/<profile>/examples/`);
 //! a `cargo test --test flags` alone does not build examples, and the test then says so.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 
-fn binary(name: &str) -> PathBuf {
-    let me = std::env::current_exe().unwrap();
-    let profile_dir = me.parent().and_then(Path::parent).unwrap();
-    let path = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test`, which builds the examples",
-        path.display()
-    );
-    path
-}
+use support::example_binary as binary;
 
 #[test]
 fn bad_flags_are_refused_before_any_work() {
