@@ -699,7 +699,8 @@ fn duality(s: &Settings, ops: &Ops, w: &ArrayD<f64>, x: &ArrayD<f64>, g: &ArrayD
 /// Whether both overlap maps fit the drawing: the output side after `layers` upsampling steps
 /// of a `COVERAGE_INPUT` input at most `COVERAGE_MAX_SIDE` for both kinds of upsampling, and
 /// not smaller than `views::coverage`'s border margin `(k − 1)·(1 + s + … + s^(layers−1))`
-/// (a margin past the side makes `coverage` panic slicing the interior, so it is not called).
+/// (past it `coverage` has no interior to compare, and its ratio is NaN: the page says why
+/// instead).
 fn coverage_fits(s: &Settings) -> Result<(), String> {
     let (mut transposed, mut resized, mut margin, mut reach) = (COVERAGE_INPUT, COVERAGE_INPUT, 0, 1);
     for _ in 0..s.layers {
