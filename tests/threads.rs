@@ -1,7 +1,8 @@
 //! Results do not depend on the number of threads: every op that splits its work over rayon's
 //! pool cuts it by the shapes alone, so a pool of 1, 2, 3 or 8 threads gives the same bits.
-//! The sizes here are above the thresholds where the work is split (`2^15` elements, the conv
-//! kernels' `2^22` multiply-adds), and the split paths are compared with plain loops.
+//! The sizes here are above the thresholds where the work is split (`2^15` elements; the conv
+//! kernels cut a batch into one piece per `2^20` multiply-adds, up to 8, and split a batch of
+//! one's products from `2^22`), and the split paths are compared with plain loops.
 
 use adjoint::models::{UNet, Upsampling};
 use adjoint::nn::{Module, normal};
@@ -202,18 +203,21 @@ fn split_cross_entropy_matches_its_definition() {
 /// The conv family on work large enough to split (the kernels' batch halves, the bias add, the
 /// cleared outputs): values and the gradients of input, weight and bias, for convs and
 /// transposed convs of rank 1 to 3, with stride, padding, dilation, groups and output padding,
-/// and a batch of one.
+/// a batch of one, and batches cut into 2 and 8 pieces of unequal sizes (7 images: 3 and 4;
+/// 10 images: 1 or 2 each).
 #[test]
 fn the_conv_family_is_the_same_on_any_number_of_threads() {
     use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions, conv, conv_transpose};
     same_bits_in_every_pool("conv family", || {
         let mut out = Vec::new();
-        let cases: [(&[usize], &[usize], usize); 5] = [
+        let cases: [(&[usize], &[usize], usize); 7] = [
             (&[6, 8, 300], &[16, 4, 5], 2),
             (&[4, 16, 30, 30], &[32, 16, 3, 3], 1),
             (&[1, 32, 48, 48], &[32, 32, 3, 3], 1),
             (&[4, 8, 24, 24], &[16, 4, 4, 4], 2),
             (&[2, 4, 10, 12, 12], &[8, 4, 3, 3, 3], 1),
+            (&[7, 16, 24, 24], &[16, 16, 3, 3], 1),
+            (&[10, 16, 40, 40], &[32, 16, 3, 3], 1),
         ];
         for (k, &(x_shape, w_shape, groups)) in cases.iter().enumerate() {
             let seed = 20 + 3 * k as u64;

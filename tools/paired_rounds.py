@@ -1,13 +1,15 @@
-"""adjoint against PyTorch in interleaved rounds: the README's Performance table in one command.
+"""adjoint against PyTorch in interleaved rounds: the performance table in one command.
 
-    python3 tools/paired_rounds.py            # five rounds
+    python3 tools/paired_rounds.py                     # five rounds, 1 and 2 threads
     python3 tools/paired_rounds.py --rounds 9
+    BENCH_THREADS=2 python3 tools/paired_rounds.py     # 2 threads only
 
 Each round runs adjoint's table (`cargo bench --bench table`) and then PyTorch's
 (`tools/bench_torch.py`), so both libraries see the same state of the machine; on a shared
-2-core machine a single run of either swings by ±25% or more. Prints, per workload, the fastest
-and the median of the rounds' per-call medians (ms, f32), and two ratios adjoint ÷ PyTorch:
-the median of the per-round ratios, and fastest against fastest.
+2-core machine a single run of either swings by ±25% or more. Prints, per row and thread
+count, the median of the rounds' per-call medians (ms, f32) for the forward (under no_grad)
+and for forward + backward, and for each the ratio adjoint ÷ PyTorch: the median of the
+per-round ratios (below 1: adjoint is faster), and fastest against fastest.
 
 Needs PyTorch (`pip install torch`); the project's tests do not.
 """
@@ -34,13 +36,26 @@ def number(cell):
     return float(cell.split()[0]) if cell else None
 
 
-def rate(cell):
-    """adjoint's last column: a bare number is GFLOP/s, the training rows say steps/s."""
-    return cell if cell.endswith("steps/s") else f"{cell} GFLOP/s"
-
-
 def run(cmd):
     return subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
+def ratios(ours, theirs, i, k):
+    """Column `k` of row `i`: (median of adjoint, median of PyTorch, median ratio, fastest
+    ratio), or None where the row has no such figure."""
+    a = [r[i][k] for r in ours]
+    t = [r[i][k] for r in theirs]
+    if None in a or None in t:
+        return None
+    return (statistics.median(a), statistics.median(t),
+            statistics.median(x / y for x, y in zip(a, t)), min(a) / min(t))
+
+
+def cells(figures):
+    if figures is None:
+        return "| | | |"
+    a, t, median, fastest = figures
+    return f"| {a:.3f} | {t:.3f} | {median:.2f} ({fastest:.2f}) |"
 
 
 def main():
@@ -53,29 +68,23 @@ def main():
     ours, theirs, names = [], [], None
     for r in range(rounds):
         print(f"round {r + 1}/{rounds}", file=sys.stderr)
-        # adjoint: | name | fwd ms | fwd GFLOP/s | fwd+bwd ms | fwd+bwd GFLOP/s (or steps/s) |
-        a = [(number(c[1]), number(c[3]), rate(c[4])) for c in rows(run(["cargo", "bench", "-q", "--bench", "table"]))]
-        # PyTorch: | name | fwd ms | fwd+bwd ms |, the same rows in the same order.
+        # adjoint: | name | threads | fwd ms | fwd GFLOP/s | fwd+bwd ms | fwd+bwd GFLOP/s (or steps/s) |
+        a = [(number(c[2]), number(c[4])) for c in rows(run(["cargo", "bench", "-q", "--bench", "table"]))]
+        # PyTorch: | name | threads | fwd ms | fwd+bwd ms |, the same rows in the same order.
         t = rows(run([sys.executable, "tools/bench_torch.py"]))
         if len(a) != len(t):
-            sys.exit(f"the two tables have {len(a)} and {len(t)} rows: keep their workloads in step")
-        names = [c[0] for c in t]
+            sys.exit(f"the two tables have {len(a)} and {len(t)} rows: keep their rows in step")
+        names = [(c[0], c[1]) for c in t]
         ours.append(a)
-        theirs.append([(number(c[1]), number(c[2])) for c in t])
+        theirs.append([(number(c[2]), number(c[3])) for c in t])
 
-    print(f"{rounds} interleaved rounds; ms per call, fastest / median of the rounds; f32")
-    print("| workload | adjoint fwd | adjoint fwd+bwd | PyTorch fwd+bwd "
-          "| adjoint ÷ PyTorch, median of rounds | fastest ÷ fastest |")
-    print("|---|---|---|---|---|---|")
-    for i, name in enumerate(names):
-        fwd = [r[i][0] for r in ours if r[i][0] is not None]
-        a = [r[i][1] for r in ours]
-        t = [r[i][1] for r in theirs]
-        fastest = min(ours, key=lambda r: r[i][1])[i][2]
-        ratio = statistics.median(x / y for x, y in zip(a, t))
-        fwd_cell = f"{min(fwd):.2f}" if fwd else ""
-        print(f"| {name} | {fwd_cell} | {min(a):.2f} ({fastest}) / {statistics.median(a):.2f} "
-              f"| {min(t):.2f} / {statistics.median(t):.2f} | {ratio:.2f} | {min(a) / min(t):.2f} |")
+    print(f"{rounds} interleaved rounds; ms per call, median of the rounds; f32; "
+          "ratio = adjoint ÷ PyTorch, median of the rounds' ratios (fastest ÷ fastest)")
+    print("| workload | threads | adjoint fwd | PyTorch fwd | fwd ratio "
+          "| adjoint fwd+bwd | PyTorch fwd+bwd | fwd+bwd ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for i, (name, threads) in enumerate(names):
+        print(f"| {name} | {threads} {cells(ratios(ours, theirs, i, 0))} {cells(ratios(ours, theirs, i, 1))[2:]}")
 
 
 if __name__ == "__main__":

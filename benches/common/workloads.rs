@@ -8,7 +8,7 @@ use std::rc::Rc;
 use adjoint::nn::{Conv2d, ConvTranspose2d, Module, Relu, Sequential, Sigmoid};
 use adjoint::ops::conv::{ConvOptions, ConvTransposeOptions, conv_transpose2d, conv2d};
 use adjoint::optim::{Adam, Optimizer};
-use adjoint::{Result, Tape, mse_loss};
+use adjoint::{Result, Tape, Var, mse_loss};
 use ndarray::ArrayD;
 
 /// One conv or transposed conv, 2-D, f32.
@@ -92,12 +92,26 @@ impl Workload {
         }
     }
 
-    /// One forward (and, with `backward`, gradients for input and weight) on a fresh tape.
-    /// `x` and `w` are shared with the tape, not copied, as PyTorch reuses its leaf tensors.
+    /// One forward (and, with `backward`, gradients for input and weight) on a fresh tape;
+    /// without `backward`, inside [`Tape::no_grad`], as inference runs (PyTorch's
+    /// `torch.no_grad()` forward). `x` and `w` are shared with the tape, not copied, as
+    /// PyTorch reuses its leaf tensors.
     pub fn run(&self, x: &Rc<ArrayD<f32>>, w: &Rc<ArrayD<f32>>, backward: bool) {
         let tape = Tape::new();
         let (x, w) = (tape.param_shared(Rc::clone(x)), tape.param_shared(Rc::clone(w)));
-        let y = if self.transposed {
+        if !backward {
+            tape.no_grad(|| self.forward(x, w)).unwrap();
+            return;
+        }
+        let y = self.forward(x, w).unwrap();
+        // As PyTorch's `y.backward(torch.ones_like(y))`, made inside the timed call.
+        let seed = ArrayD::from_elem(y.shape(), 1.0);
+        tape.backward_with(y, seed).unwrap();
+    }
+
+    /// The workload's conv or transposed conv of `x` with `w`.
+    fn forward<'t>(&self, x: Var<'t, f32>, w: Var<'t, f32>) -> Result<Var<'t, f32>> {
+        if self.transposed {
             let opts = ConvTransposeOptions::new()
                 .stride(self.stride)
                 .padding(self.padding)
@@ -110,12 +124,6 @@ impl Workload {
                 None,
                 &ConvOptions::new().stride(self.stride).padding(self.padding),
             )
-        }
-        .unwrap();
-        if backward {
-            // As PyTorch's `y.backward(torch.ones_like(y))`, made inside the timed call.
-            let seed = ArrayD::from_elem(y.shape(), 1.0);
-            tape.backward_with(y, seed).unwrap();
         }
     }
 }

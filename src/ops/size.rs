@@ -10,6 +10,8 @@
 //! - below that bound, buffers are reserved with `try_reserve`, so a machine without the memory
 //!   gives [`Error::OutOfMemory`].
 
+use std::mem::MaybeUninit;
+
 use ndarray::{ArrayD, IxDyn};
 use rayon::iter::ParallelExtend;
 
@@ -104,6 +106,39 @@ pub(crate) fn zeroed<T: Float>(op: &'static str, what: &'static str, len: usize)
         }
         Ok(Vec::from_raw_parts(ptr, len, len))
     }
+}
+
+/// `len` slots not yet written, or [`Error::OutOfMemory`]: for an output that its producer's
+/// pieces clear ([`zero_fill`]) and write in place, each on the thread that computes it, so
+/// that no separate pass clears the whole buffer first. Turn it into values with
+/// [`assume_init`] once every slot has been written.
+pub(crate) fn uninit<T>(op: &'static str, what: &'static str, len: usize) -> Result<Vec<MaybeUninit<T>>> {
+    let mut v = reserve(op, what, len)?;
+    v.resize_with(len, MaybeUninit::uninit);
+    Ok(v)
+}
+
+/// Writes zero into every slot of `piece` and returns it as the values it now holds.
+pub(crate) fn zero_fill<T: Float>(piece: &mut [MaybeUninit<T>]) -> &mut [T] {
+    for slot in piece.iter_mut() {
+        slot.write(T::zero());
+    }
+    // SAFETY: every slot was written just above, and `MaybeUninit<T>` has `T`'s layout, so
+    // the slice is `piece.len()` initialised values of `T`, borrowed for as long as `piece`.
+    unsafe { &mut *(std::ptr::from_mut::<[MaybeUninit<T>]>(piece) as *mut [T]) }
+}
+
+/// The values of a buffer from [`uninit`].
+///
+/// # Safety
+/// Every slot of `v` must have been written.
+pub(crate) unsafe fn assume_init<T>(v: Vec<MaybeUninit<T>>) -> Vec<T> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: the pointer, length and capacity are those of a live vector whose ownership moves
+    // here (`ManuallyDrop` keeps the old one from freeing it); `MaybeUninit<T>` has `T`'s size
+    // and alignment, so the allocation's layout is unchanged; and the caller guarantees that
+    // every one of the `len` values is initialised.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity()) }
 }
 
 /// An empty buffer with room for `len` values, or [`Error::OutOfMemory`].

@@ -91,6 +91,10 @@ struct IndexMap {
     /// through this table has none (measured: the unroll was ~a quarter of a small
     /// autoencoder's training step, over rows 7 wide).
     cells: Option<Vec<u32>>,
+    /// With `cells`: the positions in the padding, tap by tap (`padding[padding_at[t]..
+    /// padding_at[t + 1]]` for tap `t`), which the unroll zeroes after copying the rest.
+    padding: Vec<u32>,
+    padding_at: Vec<usize>,
     /// Per tap of the last axis, its run of valid positions.
     runs: Vec<Run>,
     /// One position, and the kernel covers the whole unpadded input tap by tap: the conv is a
@@ -156,6 +160,8 @@ impl IndexMap {
         let mut map = IndexMap {
             segments,
             cells: None,
+            padding: Vec::new(),
+            padding_at: Vec::new(),
             identity: false,
             runs,
             stride: last_axis.stride,
@@ -170,6 +176,15 @@ impl IndexMap {
             map.identity = map.small_len() == 1
                 && map.taps == map.big_len
                 && cells.iter().enumerate().all(|(t, &cell)| cell as usize == t);
+            let l = map.small_len();
+            let mut padding_at = vec![0];
+            let mut padding = Vec::new();
+            for tap_cells in cells.chunks(l.max(1)).take(map.taps) {
+                padding.extend((0..l as u32).filter(|&p| tap_cells[p as usize] == PADDING));
+                padding_at.push(padding.len());
+            }
+            padding_at.resize(map.taps + 1, padding.len());
+            (map.padding, map.padding_at) = (padding, padding_at);
             map.cells = Some(cells);
         }
         map
@@ -219,10 +234,8 @@ impl IndexMap {
                 for (j, (image, out)) in images.iter().zip(row.chunks_exact_mut(l)).enumerate() {
                     let plane = &image[c * self.big_len..][..self.big_len];
                     if let Some(cells) = &self.cells {
-                        // PADDING is out of range of every plane: `get` gives None there.
-                        for (d, &cell) in out.iter_mut().zip(&cells[tap * l..][..l]) {
-                            *d = plane.get(cell as usize).copied().unwrap_or(T::zero());
-                        }
+                        let padding = &self.padding[self.padding_at[tap]..self.padding_at[tap + 1]];
+                        gather_cells(plane, &cells[tap * l..][..l], padding, out);
                     } else if both {
                         self.unroll_pair(plane, tap, out, &mut next[j * l..][..l]);
                     } else {
@@ -402,6 +415,23 @@ const NARROW_ROWS: usize = 16;
 /// The cell of a position in the padding: no plane is this long.
 const PADDING: u32 = u32::MAX;
 
+/// `out[p] = plane[cells[p]]`, and zero at the `padding` positions (whose cells are
+/// [`PADDING`]). Branch-free: every cell is clamped into the plane and read, and the few
+/// positions in the padding are zeroed after (measured on W2, a 3x3 stride-2 conv over 14×14
+/// planes: ~11 instructions per value with a branch on `get` per cell, half of its forward).
+fn gather_cells<T: Float>(plane: &[T], cells: &[u32], padding: &[u32], out: &mut [T]) {
+    let Some(last) = plane.len().checked_sub(1) else {
+        out.fill(T::zero());
+        return;
+    };
+    for (d, &cell) in out.iter_mut().zip(cells) {
+        *d = plane[(cell as usize).min(last)];
+    }
+    for &p in padding {
+        out[p as usize] = T::zero();
+    }
+}
+
 /// `dst[k] = src[k·stride]`, where `src` holds exactly `(dst.len() − 1)·stride + 1` values.
 /// The unroll's inner loop; measured on rows of 7–28 values, plain indexing and (for stride 2)
 /// pairs beat `step_by` by 1.4–4x.
@@ -443,10 +473,11 @@ fn add_strided<T: Float>(dst: &mut [T], src: &[T], stride: usize) {
     }
 }
 
-/// Splits the batch into two halves run on two threads when the work is worth a thread, and
-/// in order otherwise; `out` (`per_image` values per image) is split alike, so each half writes
-/// its own images in place. The split depends only on the batch size, never on the machine, so
-/// results are the same bit for bit everywhere.
+/// Splits the batch into [`pieces`] runs of consecutive images, run over rayon's threads when
+/// the work is worth a thread and in order otherwise; `out` (`per_image` values per image) is
+/// split alike, so each piece writes its own images in place. The pieces depend only on the
+/// batch size and the work, never on the machine, so results are the same bit for bit on any
+/// number of threads. Returns the pieces' results in order.
 fn split_batch<T: Send, R: Send>(
     out: &mut [T],
     per_image: usize,
@@ -454,32 +485,82 @@ fn split_batch<T: Send, R: Send>(
     f: impl Fn(std::ops::Range<usize>, &mut [T]) -> R + Sync,
 ) -> Vec<R> {
     let batch = out.len().checked_div(per_image).unwrap_or(0);
+    let threads = rayon::current_num_threads() > 1;
     if batch < 2 {
         // One image: its matrix products are split instead, when the work is worth it.
-        return vec![if flops >= PARALLEL_FLOPS {
+        return vec![if threads && flops >= PARALLEL_FLOPS {
             crate::ops::gemm::across_threads(|| f(0..batch, out))
         } else {
             f(0..batch, out)
         }];
     }
-    let mid = batch / 2;
-    let (first, second) = out.split_at_mut(mid * per_image);
-    if flops >= PARALLEL_FLOPS {
-        // The calling thread takes the first half itself and one pool thread the second.
-        // (`rayon::join` from a thread outside the pool would ship both halves to the pool and
-        // wait: one more hand-off per call, measured ~10% of a training step.)
-        let mut b = None;
-        let a = rayon::in_place_scope(|scope| {
-            scope.spawn(|_| b = Some(f(mid..batch, second)));
-            f(0..mid, first)
-        });
-        vec![a, b.expect("the scope waits for its spawned half")]
-    } else {
-        vec![f(0..mid, first), f(mid..batch, second)]
+    let n = pieces(batch, flops);
+    let mut rest = out;
+    let mut work = Vec::with_capacity(n);
+    for i in 0..n {
+        let images = i * batch / n..(i + 1) * batch / n;
+        let (piece, tail) = rest.split_at_mut(images.len() * per_image);
+        rest = tail;
+        work.push((images, piece));
     }
+    if n == 1 || !threads {
+        return work.into_iter().map(|(images, piece)| f(images, piece)).collect();
+    }
+    // The calling thread takes the first piece itself and the pool the others. (`rayon::join`
+    // from a thread outside the pool would ship every piece to the pool and wait: one more
+    // hand-off per call, measured ~10% of a training step.)
+    let mut results: Vec<Option<R>> = (0..n).map(|_| None).collect();
+    let (first_result, other_results) = results.split_first_mut().expect("n ≥ 2");
+    let mut work = work.into_iter();
+    let (first_images, first_piece) = work.next().expect("n ≥ 2");
+    let f = &f;
+    rayon::in_place_scope(|scope| {
+        for ((images, piece), result) in work.zip(other_results) {
+            scope.spawn(move |_| *result = Some(f(images, piece)));
+        }
+        *first_result = Some(f(first_images, first_piece));
+    });
+    results
+        .into_iter()
+        .map(|r| r.expect("the scope waits for every piece"))
+        .collect()
 }
 
-/// Below this many multiply-adds a second thread costs more than it saves.
+/// [`split_batch`] over a fresh output of `shape.batch` images, `per_image` values each: each
+/// piece is cleared by the thread that computes it, just before it does, while still in its
+/// cache. (A separate clearing pass cost a hand-off to the pool and a pass over memory: on W1,
+/// 64 small images, a fifth of the forward.) Returns the output and the pieces' results.
+fn split_output<T: Float, R: Send>(
+    op: &'static str,
+    shape: &ConvShape,
+    per_image: usize,
+    f: impl Fn(std::ops::Range<usize>, &mut [T]) -> R + Sync,
+) -> Result<(Vec<T>, Vec<R>)> {
+    assert!(per_image > 0, "an output of whole images");
+    let len = size::mul(op, "output", shape.batch, per_image)?;
+    let mut out = size::uninit(op, "output", len)?;
+    let results = split_batch(&mut out, per_image, shape.flops(), |images, piece| {
+        f(images, size::zero_fill(piece))
+    });
+    // SAFETY: `split_batch` hands every value of `out` (whole images) to one piece, and
+    // `zero_fill` writes all of a piece before `f` sees it.
+    Ok((unsafe { size::assume_init(out) }, results))
+}
+
+/// How many pieces [`split_batch`] cuts a batch into: one per [`PIECE_FLOPS`] multiply-adds,
+/// at most one per image and at most [`MAX_PIECES`]. More pieces than two let a free core take
+/// over the work of a busy one (this machine is shared) and use the cores of larger machines.
+fn pieces(batch: usize, flops: usize) -> usize {
+    flops.div_ceil(PIECE_FLOPS).clamp(1, batch.min(MAX_PIECES))
+}
+
+/// Multiply-adds per piece of a batch; below twice this a conv runs as one piece.
+const PIECE_FLOPS: usize = 1 << 20;
+
+/// At most this many pieces: each piece of a weight gradient holds a weight-sized partial sum.
+const MAX_PIECES: usize = 8;
+
+/// Below this many multiply-adds a batch of one runs its products on one thread.
 const PARALLEL_FLOPS: usize = 1 << 22;
 
 fn matrix<T: Float>(data: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
@@ -706,9 +787,9 @@ fn for_chunks<T: Float>(
     Ok(())
 }
 
-/// Runs every half's result through `?`: the first error wins.
-fn all_ok<R>(halves: Vec<Result<R>>) -> Result<Vec<R>> {
-    halves.into_iter().collect()
+/// Runs every piece's result through `?`: the first error wins.
+fn all_ok<R>(pieces: Vec<Result<R>>) -> Result<Vec<R>> {
+    pieces.into_iter().collect()
 }
 
 /// Conv forward. `big: [n, c_big, big..]`, `w: [c_small, c_big/g, k..]` → `[n, c_small, small..]`.
@@ -729,16 +810,15 @@ pub(crate) fn gather<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Result<
 fn gather_unrolled<T: Float>(shape: &ConvShape, big: &[T], w: &[T]) -> Result<Vec<T>> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let per_image = shape.c_small * b.small_len;
-    let mut small = size::zeroed("conv", "output", shape.batch * per_image)?;
-    let halves = split_batch(&mut small, per_image, shape.flops(), |images, out| {
+    let (small, pieces) = split_output("conv", shape, per_image, |images, out| {
         let start = images.start;
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
             let cols_m = b.unrolled(&map, big, (first, m, g), cols);
             let w_g = matrix(&w[b.weight(g)], b.small_g, b.unrolled_rows());
             b.product_to_small((w_g, cols_m), (m, g), rows, &mut out[(first - start) * per_image..]);
         })
-    });
-    all_ok(halves)?;
+    })?;
+    all_ok(pieces)?;
     Ok(small)
 }
 
@@ -761,13 +841,11 @@ pub(crate) fn scatter<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Resu
 fn scatter_unrolled<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Result<Vec<T>> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let per_image = shape.c_big * b.big_len;
-    let mut big = size::zeroed("conv_transpose", "output", shape.batch * per_image)?;
-    let halves = split_batch(&mut big, per_image, shape.flops(), |images, out| {
-        // `big` comes from calloc, untouched: its pages would be first *read* by `fold`'s `+=`,
-        // mapping the shared zero page, and then copied on write, each copy flushing the TLB of
-        // the other thread too (measured: a quarter of W5's backward). Writing the zeros first
-        // faults fresh pages in directly, on the thread that will use them.
-        out.fill(T::zero());
+    // Each piece's zeros are written (not calloc'd) by the thread that uses them: pages from
+    // calloc would be first *read* by `fold`'s `+=`, mapping the shared zero page, and then
+    // copied on write, each copy flushing the TLB of the other thread too (measured: a quarter
+    // of W5's backward).
+    let (big, pieces) = split_output("conv_transpose", shape, per_image, |images, out| {
         let start = images.start;
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
             let width = m * b.small_len;
@@ -791,13 +869,13 @@ fn scatter_unrolled<T: Float>(shape: &ConvShape, small: &[T], w: &[T]) -> Result
                 .collect();
             map.fold(cols, &mut images);
         })
-    });
-    all_ok(halves)?;
+    })?;
+    all_ok(pieces)?;
     Ok(big)
 }
 
 /// The weight gradient of both ops. `big: [n, c_big, big..]`, `small: [n, c_small, small..]` →
-/// `[c_small, c_big/g, k..]`, summed over the batch (per half of the batch, then the halves).
+/// `[c_small, c_big/g, k..]`, summed over the batch (per piece of the batch, then the pieces in order).
 ///
 /// # Errors
 /// As [`gather`].
@@ -819,7 +897,7 @@ pub(crate) fn correlate<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> 
 fn correlate_unrolled<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Result<Vec<T>> {
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let len = shape.c_small * b.unrolled_rows();
-    // One weight-sized partial sum per half of the batch, added in a fixed order. Each group's
+    // One weight-sized partial sum per piece of the batch, added in a fixed order. Each group's
     // block is accumulated column-major (`[c_big/g·taps, c_small/g]` in memory): the product's
     // long side then runs along the result's rows, which the GEMM measured ~1.5x faster at.
     let mut images = vec![(); shape.batch];
@@ -837,7 +915,7 @@ fn correlate_unrolled<T: Float>(shape: &ConvShape, big: &[T], small: &[T]) -> Re
     weight_from_parts(shape, &b, all_ok(parts)?)
 }
 
-/// Sums the per-half weight gradients in a fixed order and lays each group's block out
+/// Sums the per-piece weight gradients in a fixed order and lays each group's block out
 /// row-major, `[c_small/g, c_big/g·taps]`.
 fn weight_from_parts<T: Float>(shape: &ConvShape, b: &Blocks, parts: Vec<Vec<T>>) -> Result<Vec<T>> {
     let len = shape.c_small * b.unrolled_rows();
@@ -851,7 +929,7 @@ fn weight_from_parts<T: Float>(shape: &ConvShape, b: &Blocks, parts: Vec<Vec<T>>
     Ok(w)
 }
 
-/// The per-half weight gradients (`len` values each) summed in a fixed order, so the bits do
+/// The per-piece weight gradients (`len` values each) summed in a fixed order, so the bits do
 /// not depend on which thread finished first.
 fn sum_parts<T: Float>(parts: Vec<Vec<T>>, len: usize) -> Result<Vec<T>> {
     let mut parts = parts.into_iter();
@@ -867,7 +945,7 @@ fn sum_parts<T: Float>(parts: Vec<Vec<T>>, len: usize) -> Result<Vec<T>> {
 
 /// [`gather`]`(big, w)` and [`correlate`]`(big, small)` from one unroll of `big`: the
 /// transposed conv's backward needs both, on the same `big` (its upstream gradient). Same
-/// halves, chunks and order of sums as the two kernels run apart, so the same bits.
+/// pieces, chunks and order of sums as the two kernels run apart, so the same bits.
 ///
 /// # Errors
 /// As [`gather`].
@@ -886,8 +964,7 @@ pub(crate) fn gather_and_correlate<T: Float>(
     let (map, b) = (IndexMap::new(shape), Blocks::new(shape));
     let per_image = shape.c_small * b.small_len;
     let len = shape.c_small * b.unrolled_rows();
-    let mut gathered = size::zeroed("conv", "output", shape.batch * per_image)?;
-    let parts = split_batch(&mut gathered, per_image, shape.flops(), |images, out| {
+    let (gathered, parts) = split_output("conv", shape, per_image, |images, out| {
         let start = images.start;
         let mut w_t = size::zeroed("conv", "weight gradient", len)?;
         for_chunks(shape, &b, images, |(first, m, g), cols, rows| {
@@ -901,7 +978,7 @@ pub(crate) fn gather_and_correlate<T: Float>(
             gemm(small_m, cols_m.t(), true, grad_g);
         })?;
         Ok(w_t)
-    });
+    })?;
     let grad_w = weight_from_parts(shape, &b, all_ok(parts)?)?;
     Ok((gathered, grad_w))
 }

@@ -22,7 +22,7 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder, s};
 
-use super::{Blocks, ConvShape, IndexMap, Scratch, all_ok, matrix, matrix_mut, split_batch, sum_parts};
+use super::{Blocks, ConvShape, IndexMap, Scratch, all_ok, matrix, matrix_mut, split_batch, split_output, sum_parts};
 use crate::error::Result;
 use crate::float::Float;
 use crate::ops::conv::geometry::AxisGeometry;
@@ -163,8 +163,7 @@ impl Shifts {
         let b = Blocks::new(shape);
         let by_tap = self.weight_by_tap(&b, w)?;
         let per_image = shape.c_small * b.small_len;
-        let mut small = size::zeroed("conv", "output", shape.batch * per_image)?;
-        let halves = split_batch(&mut small, per_image, shape.flops(), |images, out| {
+        let (small, pieces) = split_output("conv", shape, per_image, |images, out| {
             let mut scratch = Scratch::<T>::take(self.rows * self.len, 0)?;
             for (j, n) in images.enumerate() {
                 for g in 0..shape.groups {
@@ -177,8 +176,8 @@ impl Shifts {
             }
             scratch.give_back();
             Ok(())
-        });
-        all_ok(halves)?;
+        })?;
+        all_ok(pieces)?;
         Ok(small)
     }
 
@@ -207,10 +206,8 @@ impl Shifts {
         let b = Blocks::new(shape);
         let by_tap = self.weight_by_tap(&b, w)?;
         let (per_image, per_group, l) = (shape.c_big * b.big_len, b.big_g * b.big_len, b.small_len);
-        let mut big = size::zeroed("conv_transpose", "output", shape.batch * per_image)?;
-        let halves = split_batch(&mut big, per_image, shape.flops(), |images, out| {
-            // Fresh pages faulted in by writing, as in `super::scatter`.
-            out.fill(T::zero());
+        // Fresh pages faulted in by writing, as in `super::scatter`.
+        let (big, pieces) = split_output("conv_transpose", shape, per_image, |images, out| {
             let mut scratch = Scratch::<T>::take(self.rows * self.len, 0)?;
             for (j, n) in images.enumerate() {
                 for g in 0..shape.groups {
@@ -233,8 +230,8 @@ impl Shifts {
             }
             scratch.give_back();
             Ok(())
-        });
-        all_ok(halves)?;
+        })?;
+        all_ok(pieces)?;
         Ok(big)
     }
 
@@ -290,8 +287,7 @@ impl Shifts {
         let by_tap = self.weight_by_tap(&b, w)?;
         let per_image = shape.c_small * b.small_len;
         let len = shape.c_small * b.unrolled_rows();
-        let mut gathered = size::zeroed("conv", "output", shape.batch * per_image)?;
-        let parts = split_batch(&mut gathered, per_image, shape.flops(), |images, out| {
+        let (gathered, parts) = split_output("conv", shape, per_image, |images, out| {
             let mut part = size::zeroed("conv", "weight gradient", len)?;
             let mut scratch = Scratch::<T>::take(self.rows * self.len, 0)?;
             for (j, n) in images.enumerate() {
@@ -307,12 +303,12 @@ impl Shifts {
             }
             scratch.give_back();
             Ok(part)
-        });
+        })?;
         let grad_w = self.weight_from_parts(&b, len, all_ok(parts)?)?;
         Ok((gathered, grad_w))
     }
 
-    /// Sums the per-half gradients in a fixed order and puts each tap's block back in the
+    /// Sums the per-piece gradients in a fixed order and puts each tap's block back in the
     /// weight's layout, `[c_small, c_big/g, k..]`.
     fn weight_from_parts<T: Float>(&self, b: &Blocks, len: usize, parts: Vec<Vec<T>>) -> Result<Vec<T>> {
         let sum = sum_parts(parts, len)?;
