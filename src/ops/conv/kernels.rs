@@ -536,7 +536,6 @@ fn split_output<T: Float, R: Send>(
     per_image: usize,
     f: impl Fn(std::ops::Range<usize>, &mut [T]) -> R + Sync,
 ) -> Result<(Vec<T>, Vec<R>)> {
-    assert!(per_image > 0, "an output of whole images");
     let len = size::mul(op, "output", shape.batch, per_image)?;
     let mut out = size::uninit(op, "output", len)?;
     let results = split_batch(&mut out, per_image, shape.flops(), |images, piece| {
