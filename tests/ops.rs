@@ -1162,6 +1162,19 @@ fn forward_shape_ops_naive() {
     assert_eq!(t.shape(), &[4, 3, 2]);
     assert_eq!(t[[3, 1, 0]], 13.0);
 
+    // A matrix transpose is copied tile by tile: sizes that leave partial tiles on both axes,
+    // and a single row and column.
+    for (rows, cols) in [(70, 33), (1, 45), (45, 1), (32, 64)] {
+        let m = ArrayD::from_shape_fn(IxDyn(&[rows, cols]), |i| (1000 * i[0] + i[1]) as f64);
+        let t = tape.param(m).transpose(0, 1).unwrap().value();
+        assert_eq!(t.shape(), &[cols, rows]);
+        for c in 0..cols {
+            for r in 0..rows {
+                assert_eq!(t[[c, r]], (1000 * r + c) as f64, "[{rows}, {cols}] at ({r}, {c})");
+            }
+        }
+    }
+
     // Reshape keeps row-major order, also after a permute (non-trivial memory order).
     let rp = v.permute(&[2, 0, 1]).unwrap().reshape(&[4, 6]).unwrap().value();
     assert_eq!(rp[[1, 4]], x[[1, 1, 1]]);
