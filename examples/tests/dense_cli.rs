@@ -191,6 +191,22 @@ fn segmentation_reads_mnist_format_digits() {
     assert!(stdout.contains("digit 9 "), "{stdout}");
     assert_eq!(listing(&out_dir), outputs("segmentation"));
 
+    // Without --train-size, digits make 6,000 training scenes and synthetic shapes 2,000 (seen
+    // through --export-data, which stops before training; 32×32 scenes keep it quick).
+    for (data_dir, expected) in [
+        (Some(&digits), "6000 training, 500 validation"),
+        (None, "2000 training, 500 validation"),
+    ] {
+        let mut args = vec!["--size".to_string(), "32".to_string(), "--export-data".to_string()];
+        args.push(dir.join("defaults").display().to_string());
+        if let Some(d) = data_dir {
+            args.extend(["--data-dir".to_string(), d.display().to_string()]);
+        }
+        let out = run("segmentation", &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains(expected), "{}", text(&out.stdout));
+    }
+
     let few = dir.join("few");
     write_idx_dir(&few, 5);
     let empty = dir.join("empty");
