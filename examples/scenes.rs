@@ -73,16 +73,21 @@ pub struct SceneArgs {
     pub eval: Option<PathBuf>,
 }
 
-/// Training scenes without `--train-size`: synthetic scenes, and scenes of digits.
-pub const DEFAULT_TRAIN_SIZE: (usize, usize) = (2000, 6000);
+/// Training scenes without `--train-size`, synthetic.
+const SYNTHETIC_TRAIN_SIZE: usize = 2000;
+/// Training scenes without `--train-size`, of digits.
+const DIGITS_TRAIN_SIZE: usize = 6000;
 
 impl SceneArgs {
     /// `--train-size`, or its default for the data: digits, with 11 classes of shapes far more
     /// varied than the synthetic ones, need more scenes (2,000 reach mean IoU 0.51 in 9 epochs,
-    /// 6,000 reach 0.77 in 8; `docs/dense_prediction.md`).
+    /// 6,000 reach 0.76 in 7; `docs/dense_prediction.md`).
     pub fn train_size(&self, digits: bool) -> usize {
-        let (synthetic, from_digits) = DEFAULT_TRAIN_SIZE;
-        self.train_size.unwrap_or(if digits { from_digits } else { synthetic })
+        self.train_size.unwrap_or(if digits {
+            DIGITS_TRAIN_SIZE
+        } else {
+            SYNTHETIC_TRAIN_SIZE
+        })
     }
 
     /// The checks that concern several flags at once, made before any work; `digits` says

@@ -171,7 +171,8 @@ fn export_data_writes_both_splits_and_stops() {
 }
 
 /// Segmentation of digits on a canvas from MNIST-format files: 11 classes (background and ten
-/// digits); too few digits, or a directory without IDX files, are refused with the path.
+/// digits), 6,000 training scenes by default against the synthetic set's 2,000; too few
+/// digits, or a directory without IDX files, are refused with the path.
 #[test]
 fn segmentation_reads_mnist_format_digits() {
     let dir = scratch("dense-digits");
