@@ -108,10 +108,10 @@ pub(crate) fn zeroed<T: Float>(op: &'static str, what: &'static str, len: usize)
     }
 }
 
-/// `len` slots not yet written, or [`Error::OutOfMemory`]: for an output that its producer's
-/// pieces clear ([`zero_fill`]) and write in place, each on the thread that computes it, so
-/// that no separate pass clears the whole buffer first. Turn it into values with
-/// [`assume_init`] once every slot has been written.
+/// `len` slots not yet written, or [`Error::OutOfMemory`]: for an output that its producer
+/// writes whole (a concat's copies), or whose pieces are cleared ([`zero_fill`]) and written in
+/// place on the thread that computes them, so that no separate pass clears the whole buffer
+/// first. Turn it into values with [`assume_init`] once every slot has been written.
 pub(crate) fn uninit<T>(op: &'static str, what: &'static str, len: usize) -> Result<Vec<MaybeUninit<T>>> {
     let mut v = reserve(op, what, len)?;
     v.resize_with(len, MaybeUninit::uninit);
