@@ -6,7 +6,7 @@ use adjoint::ops::loss::bce_with_logits_weighted;
 use adjoint::tape::Op;
 use adjoint::{Result, Tape, Var, bce_with_logits, concat, mse_loss, one_hot, softmax_cross_entropy};
 use approx::assert_abs_diff_eq;
-use ndarray::{ArrayD, IxDyn, arr1, arr2};
+use ndarray::{ArrayD, Axis, IxDyn, arr1, arr2};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -1186,6 +1186,12 @@ fn forward_shape_ops_naive() {
     assert_eq!(s.shape(), &[2, 3, 2]);
     assert_eq!(s[[1, 2, 0]], 121.0);
     assert_eq!(s[[0, 0, 1]], 2.0);
+    // Every value, along each axis, and an empty range.
+    for (axis, start, end) in [(0, 1, 2), (1, 0, 2), (2, 1, 4), (1, 2, 2)] {
+        let got = v.slice(axis, start, end).unwrap().value();
+        let expected = x.slice_axis(Axis(axis), (start..end).into());
+        assert_eq!(*got, expected, "slice({axis}, {start}, {end})");
+    }
 
     let pad = v.pad_axis(1, 1, 2).unwrap().value();
     assert_eq!(pad.shape(), &[2, 6, 4]);

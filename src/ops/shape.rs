@@ -231,11 +231,14 @@ impl<'t, T: Float> Var<'t, T> {
         let (n, m) = (shape[axis] * inner, (end - start) * inner);
         let value = self.value();
         let xs = contiguous(&value);
-        let mut y = size::zeroed("slice", "output", outer * m)?;
         // Each outer index's stretch `start..end` is one contiguous copy.
-        for_each_chunk(&mut y, m, |o, piece| {
-            piece.copy_from_slice(&xs[o * n + start * inner..o * n + end * inner]);
-        });
+        let stretch = Stretch {
+            from: xs,
+            step: n,
+            offset: start * inner,
+            len: m,
+        };
+        let y = gathered("slice", outer * m, m, &[stretch])?;
         let mut new = shape;
         new[axis] = end - start;
         self.tape()
@@ -265,6 +268,42 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape()
             .record(size::array(&shape, y)?, &[self], PadAxis { axis, before, after })
     }
+}
+
+/// One input's part of each chunk of a [`gathered`] output: for chunk `o`, the `len` values of
+/// `from` starting at `o·step + offset`.
+struct Stretch<'a, T> {
+    from: &'a [T],
+    step: usize,
+    offset: usize,
+    len: usize,
+}
+
+/// A fresh output of `len` values in chunks of `chunk`, chunk `o` being the stretches' parts one
+/// after the other (which must fill it exactly): concat and slice. Written once, never cleared
+/// first (a clearing pass was a third of a concat's memory traffic), over threads when long.
+fn gathered<T: Float>(op: &'static str, len: usize, chunk: usize, stretches: &[Stretch<'_, T>]) -> Result<Vec<T>> {
+    assert_eq!(
+        stretches.iter().map(|s| s.len).sum::<usize>(),
+        chunk,
+        "{op}: the stretches fill each chunk"
+    );
+    assert!(len.is_multiple_of(chunk), "{op}: whole chunks");
+    let mut y = size::uninit(op, "output", len)?;
+    for_each_chunk(&mut y, chunk, |o, piece| {
+        let mut at = 0;
+        for s in stretches {
+            let from = &s.from[o * s.step + s.offset..][..s.len];
+            for (slot, &v) in piece[at..at + s.len].iter_mut().zip(from) {
+                slot.write(v);
+            }
+            at += s.len;
+        }
+    });
+    // SAFETY: `y` is whole chunks (asserted), every chunk is one piece of `for_each_chunk`, and
+    // each piece is written from its first slot to its last: the stretches' lengths add up to
+    // `chunk` (asserted), and each `zip` writes all `s.len` slots since `from` is that long.
+    Ok(unsafe { size::assume_init(y) })
 }
 
 /// The products of the axes before and after `axis`: a contiguous array seen as
@@ -309,24 +348,19 @@ pub fn concat<'t, T: Float>(xs: &[Var<'t, T>], axis: usize) -> Result<Var<'t, T>
     let len = size::elements("concat", "output", &shape)?;
     let (outer, inner) = around(&shape, axis);
     // Per outer index, each input contributes one contiguous stretch of `n_k · inner` values.
-    let parts: Vec<(&[T], usize)> = values
+    let stretches: Vec<Stretch<'_, T>> = values
         .iter()
-        .map(|v| (contiguous(v), v.len_of(Axis(axis)) * inner))
+        .map(|v| {
+            let m = v.len_of(Axis(axis)) * inner;
+            Stretch {
+                from: contiguous(v),
+                step: m,
+                offset: 0,
+                len: m,
+            }
+        })
         .collect();
     debug_assert_eq!(outer * shape[axis] * inner, len);
-    // Written once, not cleared first: a zeroing pass was a third of the op's memory traffic.
-    let mut y = size::uninit("concat", "output", len)?;
-    for_each_chunk(&mut y, shape[axis] * inner, |o, piece| {
-        let mut at = 0;
-        for &(xs, m) in &parts {
-            for (slot, &v) in piece[at..at + m].iter_mut().zip(&xs[o * m..(o + 1) * m]) {
-                slot.write(v);
-            }
-            at += m;
-        }
-    });
-    // SAFETY: `y` is `outer` pieces of `shape[axis]·inner` values, and each piece is written
-    // whole above: its inputs' stretches, `n_k·inner` values each, add up to that length.
-    let y = unsafe { size::assume_init(y) };
+    let y = gathered("concat", len, shape[axis] * inner, &stretches)?;
     first.tape().record(size::array(&shape, y)?, xs, Concat { axis })
 }
