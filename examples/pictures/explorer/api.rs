@@ -18,7 +18,7 @@ use adjoint::ops::conv::{
     AxisGeometry, ConvOptions, ConvTransposeOptions, conv, conv_output_shape, conv_transpose,
     conv_transpose_output_shape,
 };
-use ndarray::{Array2, ArrayD, IxDyn};
+use ndarray::{Array, ArrayD, Dimension, IxDyn};
 use serde_json::{Value, json};
 
 /// The page, served at `/`.
@@ -473,12 +473,8 @@ fn pattern(shape: &[usize], cycle: &[f64]) -> ArrayD<f64> {
         .expect("n values for n cells")
 }
 
-/// `{shape, data}`, row-major.
-fn array(a: &ArrayD<f64>) -> Value {
-    json!({"shape": a.shape(), "data": a.iter().copied().collect::<Vec<_>>()})
-}
-
-fn matrix_json(a: &Array2<f64>) -> Value {
+/// `{shape, data}`, row-major, for an array of any rank (the matrices too).
+fn array<D: Dimension>(a: &Array<f64, D>) -> Value {
     json!({"shape": a.shape(), "data": a.iter().copied().collect::<Vec<_>>()})
 }
 
@@ -508,7 +504,7 @@ fn matrices(s: &Settings, ops: &Ops, w: &ArrayD<f64>, o: usize, g: &ArrayD<f64>)
     // Aᵀ is the transposed matrix of A exactly when the transposed conv gives back `i` cells.
     let transposes = (at.shape() == a.t().shape()).then(|| largest_difference(at.iter(), a.t().iter()));
     if at.len() > MAX_DRAWN {
-        return Ok(json!({"a": matrix_json(&a), "at": too_large("Aᵀ", at.len()), "scatter": null}));
+        return Ok(json!({"a": array(&a), "at": too_large("Aᵀ", at.len()), "scatter": null}));
     }
     // The scatter view: y' = Aᵀ g = Σ_j g_j · (column j of Aᵀ), one stamp per input cell.
     let g_flat: Vec<f64> = g.iter().copied().collect();
@@ -528,8 +524,8 @@ fn matrices(s: &Settings, ops: &Ops, w: &ArrayD<f64>, o: usize, g: &ArrayD<f64>)
     let forward = conv_transpose(tape.constant(g.clone()), tape.constant(w.clone()), None, &ops.chosen).map_err(lib)?;
     let forward = forward.value();
     Ok(json!({
-        "a": matrix_json(&a),
-        "at": matrix_json(&at),
+        "a": array(&a),
+        "at": array(&at),
         "at_minus_a_transposed": transposes,
         "scatter": {
             "g": array(g),
@@ -542,20 +538,10 @@ fn matrices(s: &Settings, ops: &Ops, w: &ArrayD<f64>, o: usize, g: &ArrayD<f64>)
 
 /// Every index of a grid of `side` cells on each of `rank` axes, row-major.
 fn grid(side: usize, rank: usize) -> Vec<Vec<usize>> {
-    let mut all = vec![vec![]];
-    for _ in 0..rank {
-        all = all
-            .into_iter()
-            .flat_map(|prefix| {
-                (0..side).map(move |v| {
-                    let mut p = prefix.clone();
-                    p.push(v);
-                    p
-                })
-            })
-            .collect();
-    }
-    all
+    ndarray::indices(vec![side; rank])
+        .into_iter()
+        .map(|index| index.slice().to_vec())
+        .collect()
 }
 
 /// One frame per output cell of the conv: where each tap (in the kernel's row-major order)
