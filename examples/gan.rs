@@ -69,13 +69,13 @@ const CHECKERBOARD_PNG: &str = "checkerboard.png";
 /// Train a DCGAN, score its samples with a classifier, and measure its checkerboards.
 #[derive(Parser, Debug)]
 struct Args {
-    /// Passes of the GAN over the training set (at least 1; the default run's 6 take about
-    /// 95 s of CPU time, a minute on 2 idle cores).
+    /// Passes of the GAN over the training set (at least 1; the default run, 6 of them and the
+    /// classifier's 5, took 84 s on 2 idle cores).
     #[arg(long, default_value_t = 6, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
     epochs: usize,
     /// Passes of the classifier over the training set, before the GAN trains (at least 1; 5,
-    /// as the PyTorch twin: on the synthetic shapes it then tells 87% of them apart, 71% after
-    /// 2).
+    /// as the PyTorch twin: on the synthetic shapes it then tells 86–87% of them apart, 71%
+    /// after 2).
     #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
     classifier_epochs: usize,
     /// Images per optimizer step, for the GAN and the classifier (1 to 2048).
