@@ -12,6 +12,7 @@ use ndarray::ArrayD;
 
 use crate::error::{Result, bad_shape, invalid};
 use crate::float::Float;
+use crate::ops::reduce::PartialSums;
 use crate::ops::{contiguous, size};
 use crate::tape::{Op, Var};
 
@@ -207,17 +208,19 @@ impl<T: Float> BatchNorm<T> {
         let (xs, gs) = (contiguous(&xv), contiguous(&gv));
         let (mean, inv_std) = (&self.mean, &self.inv_std);
         let lane = |i: usize, k: usize| (i * c + k) * inner..(i * c + k + 1) * inner;
-        // Per channel: Σ g and Σ g·x̂, summed sample by sample in order. (x̂ per element, not
-        // σ⁻¹ taken out of the sum: an empty batch's σ⁻¹ is NaN, and its sums must be 0.)
+        // Per channel: Σ g and Σ g·x̂, each in its fixed order ([`PartialSums`]). (x̂ per
+        // element, not σ⁻¹ taken out of the sum: an empty batch's σ⁻¹ is NaN, and its sums
+        // must be 0.)
         let (sum_g, sum_g_x_hat): (Vec<T>, Vec<T>) = (0..c)
             .into_par_iter()
             .map(|k| {
-                (0..n).fold((T::zero(), T::zero()), |(sg, sgx), i| {
+                let (mut sg, mut sgx) = (PartialSums::new(), PartialSums::new());
+                let (mean, inv_std) = (mean[k], inv_std[k]);
+                for i in 0..n {
                     let (x, g) = (&xs[lane(i, k)], &gs[lane(i, k)]);
-                    x.iter().zip(g).fold((sg, sgx), |(sg, sgx), (&x, &g)| {
-                        (sg + g, sgx + g * ((x - mean[k]) * inv_std[k]))
-                    })
-                })
+                    sg.add_pairs(&mut sgx, (g, x), |g, x| (g, g * ((x - mean) * inv_std)));
+                }
+                (sg.total(), sgx.total())
             })
             .unzip();
 
@@ -233,7 +236,7 @@ impl<T: Float> BatchNorm<T> {
             None => inv_std.clone(),
         };
         let m = T::of((n * inner) as f64);
-        let mut grad_x = size::zeroed::<T>(OP, "grad_x", xs.len())?;
+        let mut grad_x = size::uninit::<T>(OP, "grad_x", xs.len())?;
         grad_x
             .par_chunks_mut(inner.max(1))
             .enumerate()
@@ -245,19 +248,24 @@ impl<T: Float> BatchNorm<T> {
                     // grad_x = σ⁻¹·w·(g − mean(g) − x̂·mean(g·x̂))
                     true => {
                         let (mean_g, mean_gx) = (sum_g[k] / m, sum_g_x_hat[k] / m);
+                        let (mean, inv_std, scale) = (mean[k], inv_std[k], scale[k]);
                         for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
-                            let x_hat = (x - mean[k]) * inv_std[k];
-                            *o = scale[k] * (g - mean_g - x_hat * mean_gx);
+                            let x_hat = (x - mean) * inv_std;
+                            o.write(scale * (g - mean_g - x_hat * mean_gx));
                         }
                     }
                     // grad_x = σ⁻¹·w·g
                     false => {
+                        let scale = scale[k];
                         for (o, &g) in out.iter_mut().zip(g) {
-                            *o = scale[k] * g;
+                            o.write(scale * g);
                         }
                     }
                 }
             });
+        // SAFETY: the lanes of `inner` values cover the buffer, and each lane's loop wrote
+        // every slot of it (`x`, `g` and `out` are all `inner` long).
+        let grad_x = unsafe { size::assume_init(grad_x) };
         Ok((Some(size::array(&shape, grad_x)?), grad_w, grad_b))
     }
 }
@@ -350,18 +358,22 @@ impl<T: Float> BatchNorm<T> {
 }
 
 /// Per-channel sums of `x: [n, c, inner]` (row-major): the mean, and the sum of squared
-/// deviations from it (two passes, for accuracy). Each is summed in one fixed order — batch,
-/// then position — so the results are the same bits on every run.
+/// deviations from it (two passes, for accuracy). Each is summed in an order fixed by the
+/// shape ([`PartialSums`]), so the results are the same bits on every run and thread count.
 fn channel_moments<T: Float>(x: &[T], n: usize, c: usize, inner: usize) -> (Vec<T>, Vec<T>) {
     use rayon::prelude::*;
     let count = T::of((n * inner) as f64);
-    let lanes = |k: usize| (0..n).flat_map(move |i| x[(i * c + k) * inner..(i * c + k + 1) * inner].iter().copied());
+    let lanes = |k: usize| (0..n).map(move |i| &x[(i * c + k) * inner..(i * c + k + 1) * inner]);
     // One channel per task: each sum stays in one thread, in its one order.
     (0..c)
         .into_par_iter()
         .map(|k| {
-            let mean = lanes(k).fold(T::zero(), |s, v| s + v) / count;
-            (mean, lanes(k).fold(T::zero(), |s, v| s + (v - mean) * (v - mean)))
+            let mut sum = PartialSums::new();
+            lanes(k).for_each(|lane| sum.add(lane, |v| v));
+            let mean = sum.total() / count;
+            let mut squares = PartialSums::new();
+            lanes(k).for_each(|lane| squares.add(lane, |v| (v - mean) * (v - mean)));
+            (mean, squares.total())
         })
         .unzip()
 }
@@ -455,7 +467,7 @@ pub fn batch_norm<'t, T: Float>(
         Some(b) => b.iter().copied().collect(),
         None => vec![T::zero(); c],
     };
-    let mut y = size::zeroed::<T>(OP, "output", xs.len())?;
+    let mut y = size::uninit::<T>(OP, "output", xs.len())?;
     {
         use rayon::prelude::*;
         // One `(sample, channel)` lane per task, in any order: no value depends on another.
@@ -465,12 +477,15 @@ pub fn batch_norm<'t, T: Float>(
             .with_min_len(LANES_PER_TASK.div_ceil(inner.max(1)))
             .for_each(|(r, (out, lane))| {
                 let k = r % c;
+                let (mean, scale, shift) = (mean[k], scale[k], shift[k]);
                 for (o, &v) in out.iter_mut().zip(lane) {
-                    *o = (v - mean[k]) * scale[k] + shift[k];
+                    o.write((v - mean) * scale + shift);
                 }
             });
     }
-    let y = size::array(&shape, y)?;
+    // SAFETY: the lanes of `inner` values cover the buffer, and each lane's loop wrote every
+    // slot of it (`out` and `lane` are both `inner` long).
+    let y = size::array(&shape, unsafe { size::assume_init(y) })?;
 
     // Only now that nothing else can fail (an error leaves them as they were); an empty batch
     // has no statistics to move towards.

@@ -53,22 +53,6 @@ pub(crate) fn for_each_chunk_pair<A: Send, B: Send>(
     }
 }
 
-/// A copy of `xs` in a buffer reserved with `try_reserve` (an error naming `op` and `what` if
-/// the machine cannot hold it), written by rayon's threads when `xs` is long: the start of an
-/// op that then updates its output in place with [`for_each_chunk`].
-pub(crate) fn copy<T: Copy + Send + Sync>(op: &'static str, what: &'static str, xs: &[T]) -> crate::Result<Vec<T>> {
-    let mut out = super::size::reserve(op, what, xs.len())?;
-    if xs.len() >= PARALLEL_ELEMENTS {
-        xs.par_iter()
-            .with_min_len(PARALLEL_ELEMENTS / 2)
-            .copied()
-            .collect_into_vec(&mut out);
-    } else {
-        out.extend_from_slice(xs);
-    }
-    Ok(out)
-}
-
 /// `f(0), f(1), …, f(n − 1)` in a buffer reserved with `try_reserve`, computed by rayon's
 /// threads when the work (`n · cost` values touched) is large: each value alone, so the vector
 /// is the same as the serial loop's.
