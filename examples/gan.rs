@@ -6,6 +6,7 @@
 //! cargo run --release --example gan                                  # synthetic shapes
 //! cargo run --release --example gan -- --data-dir ../shared/data/mnist --epochs 10
 //! cargo run --release --example gan -- --upsample resize             # Distill's resize-conv
+//! cargo run --release --example gan -- --compare-upsampling          # both, one picture
 //! ```
 //!
 //! First a small classifier (`adjoint::models::digit_classifier`) learns the data's labels;
@@ -21,7 +22,8 @@
 //!
 //! Writes to `--out-dir`, together and only after a run that succeeded: `samples.png` (64
 //! samples from fixed noise), `samples.gif` (the same noise after every epoch), `loss.png`,
-//! `checkerboard.png` (samples and their power spectra, untrained and trained), and the weights
+//! `checkerboard.png` (samples and their power spectra, untrained and trained, headed by the
+//! checkerboard scores; with `--compare-upsampling` a column for each kind), and the weights
 //! with the PyTorch twin's names (`tools/twin_gan.py`): `generator.safetensors`,
 //! `discriminator.safetensors`, `classifier.safetensors`.
 
@@ -37,7 +39,7 @@ use adjoint::metrics::{SampleScores, checkerboard_score, power_spectrum, sample_
 use adjoint::models::{MAX_LATENT, dcgan_discriminator, dcgan_generator, digit_classifier};
 use adjoint::nn::{Module, Sequential, io, normal};
 use adjoint::optim::{Adam, Optimizer};
-use adjoint::plot::{image_grid, line_chart};
+use adjoint::plot::{Panel, gray_to_rgb, image_grid, line_chart, panel_grid_with_columns};
 use adjoint::{Tape, bce_with_logits, cross_entropy};
 use clap::Parser;
 use common::{
@@ -91,6 +93,12 @@ struct Args {
     /// How the generator doubles its maps' size (7 → 14 → 28).
     #[arg(long, value_enum, default_value_t = Upsample::Transposed)]
     upsample: Upsample,
+    /// Also train a second GAN with the other upsampling, after the first: the same seed, data
+    /// and classifier, so it prints what `--upsample` of the other kind alone prints. Both go
+    /// into `checkerboard.png`, side by side; the other files are the first GAN's. Takes
+    /// twice as long.
+    #[arg(long)]
+    compare_upsampling: bool,
     /// Seed of the initial weights, the synthetic data, the noise and the shuffling: the same
     /// seed gives the same run, bit for bit.
     #[arg(long, default_value_t = 0)]
@@ -344,18 +352,18 @@ fn gif_bytes(frames: &[Array2<f32>], scale: usize, ms: u16) -> Result<Vec<u8>, B
     Ok(encoder.into_inner()?)
 }
 
-/// A labelled row of pictures in [0, 1], for `image_grid`.
-type Row = (String, Vec<Array2<f32>>);
+/// Samples shown per kind and stage in `checkerboard.png`.
+const SHOWN: usize = 6;
 
-/// The first `GRID` samples above their power spectra, as rows for `image_grid`: each spectrum
-/// on a log scale from 10⁻⁶ (black) to 1 (white) of the image's energy, the zero frequency in
-/// the middle; a checkerboard lights the corners and the middles of the edges. With `stretch`
-/// each sample's own range is drawn from black to white (an untrained generator's samples
-/// differ from grey by a few hundredths, too little to see its checkerboards otherwise).
-fn spectrum_rows(label: &str, images: &Array3<f32>, stretch: bool) -> Result<Vec<Row>, Box<dyn Error>> {
+/// The first [`SHOWN`] samples as pictures in [0, 1], and their power spectra: each spectrum on
+/// a log scale from 10⁻⁶ (black) to 1 (white) of the image's energy, the zero frequency in the
+/// middle; a checkerboard lights the corners and the middles of the edges. With `stretch` each
+/// sample's own range is drawn from black to white (an untrained generator's samples differ
+/// from grey by a few hundredths, too little to see its checkerboards otherwise).
+fn shown_and_spectra(images: &Array3<f32>, stretch: bool) -> Result<[Array2<f32>; 2], Box<dyn Error>> {
     let shown: Vec<Array2<f32>> = images
         .outer_iter()
-        .take(GRID)
+        .take(SHOWN)
         .map(|image| {
             let (lo, hi) = image.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
                 (lo.min(v), hi.max(v))
@@ -374,10 +382,63 @@ fn spectrum_rows(label: &str, images: &Array3<f32>, stretch: bool) -> Result<Vec
             Ok(power.mapv(|p| ((p.max(1e-6).log10() + 6.0) / 6.0) as f32))
         })
         .collect::<Result<Vec<_>, adjoint::Error>>()?;
-    Ok(vec![
-        (format!("{label}: samples"), shown),
-        ("power spectra".into(), spectra),
-    ])
+    Ok([strip(&shown)?, strip(&spectra)?])
+}
+
+/// Pictures of one shape side by side, 2 px of mid grey apart.
+fn strip(pictures: &[Array2<f32>]) -> Result<Array2<f32>, Box<dyn Error>> {
+    let (h, w) = pictures.first().map(Array2::dim).ok_or("no sample to show")?;
+    let gap = 2;
+    let mut out = Array2::from_elem((h, pictures.len() * (w + gap) - gap), 0.5f32);
+    for (k, picture) in pictures.iter().enumerate() {
+        out.slice_mut(s![.., k * (w + gap)..k * (w + gap) + w]).assign(picture);
+    }
+    Ok(out)
+}
+
+/// One generator's samples from the fixed noise, before and after training, for
+/// `checkerboard.png`.
+struct Checkerboards {
+    upsample: Upsample,
+    untrained: Array3<f32>,
+    trained: Array3<f32>,
+}
+
+/// `checkerboard.png`: a column per generator, headed by its checkerboard score untrained →
+/// trained; rows of samples and their spectra, untrained (stretched) above trained.
+fn draw_checkerboards(path: &Path, runs: &[Checkerboards]) -> Result<(), Box<dyn Error>> {
+    let mut headers = Vec::new();
+    let mut rows: [Vec<Panel>; 4] = Default::default();
+    for run in runs {
+        let (before, after) = (
+            checkerboard_score(run.untrained.view())?,
+            checkerboard_score(run.trained.view())?,
+        );
+        headers.push(format!("{}: {before:.4} → {after:.5}", run.upsample));
+        let [untrained, untrained_spectra] = shown_and_spectra(&run.untrained, true)?;
+        let [trained, trained_spectra] = shown_and_spectra(&run.trained, false)?;
+        for (row, picture) in rows
+            .iter_mut()
+            .zip([untrained, untrained_spectra, trained, trained_spectra])
+        {
+            row.push(Panel {
+                pixels: gray_to_rgb(&picture),
+                marks: Vec::new(),
+            });
+        }
+    }
+    let labels = ["untrained (stretched)", "power spectra", "trained", "power spectra"];
+    let rows: Vec<(&str, Vec<Panel>)> = labels.into_iter().zip(rows).collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    panel_grid_with_columns(
+        path,
+        "Checkerboard score (energy at the 2-pixel period), untrained → trained",
+        &headers,
+        &rows,
+        3,
+        &[],
+    )?;
+    Ok(())
 }
 
 /// Everything a finished run draws and saves.
@@ -385,9 +446,7 @@ struct Outputs<'a> {
     frames: &'a [Array2<f32>],
     d_curve: &'a [f64],
     g_curve: &'a [f64],
-    untrained: &'a Array3<f32>,
-    trained: &'a Array3<f32>,
-    upsample: Upsample,
+    checkerboards: &'a [Checkerboards],
 }
 
 /// Draws the pictures into `dir`.
@@ -406,11 +465,106 @@ fn draw(dir: &Path, out: &Outputs) -> Result<(), Box<dyn Error>> {
         "loss",
         &[("discriminator", out.d_curve), ("generator", out.g_curve)],
     )?;
-    let mut rows = spectrum_rows(&format!("{} untrained (stretched)", out.upsample), out.untrained, true)?;
-    rows.extend(spectrum_rows(&format!("{} trained", out.upsample), out.trained, false)?);
-    let rows: Vec<(&str, Vec<Array2<f32>>)> = rows.iter().map(|(l, images)| (l.as_str(), images.clone())).collect();
-    image_grid(&dir.join(CHECKERBOARD_PNG), &rows, 3)?;
-    Ok(())
+    draw_checkerboards(&dir.join(CHECKERBOARD_PNG), out.checkerboards)
+}
+
+/// A GAN trained to the end, and what its pictures need.
+struct Trained {
+    gan: Gan,
+    frames: Vec<Array2<f32>>,
+    d_curve: Vec<f64>,
+    g_curve: Vec<f64>,
+    checkerboards: Checkerboards,
+    steps: StepTimes,
+}
+
+/// What every GAN of a run shares: the classifier that judges it, and the data.
+struct Setting<'a> {
+    args: &'a Args,
+    classifier: &'a Sequential<f32>,
+    classes: usize,
+    /// The training images in [−1, 1].
+    real: &'a Array3<f32>,
+}
+
+/// Builds a GAN with `upsample` and trains it, printing a line per epoch. Its weights, noise
+/// and shuffling depend on the seed alone, not on what ran before, so a second GAN of a run is
+/// the run its kind makes alone.
+fn train_gan(setting: &Setting, upsample: Upsample) -> Result<Trained, Box<dyn Error>> {
+    let (args, classes) = (setting.args, setting.classes);
+    let mut rng = StdRng::seed_from_u64(args.seed ^ 0xbb67_ae85_84ca_a73b);
+    let generator = dcgan_generator::<f32>(args.latent, upsample.into(), &mut rng)?;
+    let discriminator = dcgan_discriminator::<f32>(&mut rng)?;
+    println!(
+        "model: DCGAN, {upsample} upsampling, generator {} and discriminator {} parameters",
+        generator.parameter_count(),
+        discriminator.parameter_count()
+    );
+    let mut noise = StdRng::seed_from_u64(args.seed ^ 0x6a09_e667_f3bc_c908);
+    // Fixed noise: the first GRID² codes draw the pictures, all of them are scored.
+    let fixed = normal::<f32>(&[args.samples, args.latent], 1.0, &mut noise)?;
+    let mut gan = Gan {
+        generator,
+        discriminator,
+        opt_g: Adam::new(args.lr).betas(0.5, 0.999),
+        opt_d: Adam::new(args.lr).betas(0.5, 0.999),
+        noise,
+        latent: args.latent,
+    };
+    let untrained = sample(&mut gan.generator, &fixed)?;
+    println!(
+        "untrained: {}",
+        Judged::of(setting.classifier, &untrained)?.line(classes)
+    );
+    let mut frames = vec![mosaic(&untrained)];
+
+    let (mut d_curve, mut g_curve) = (Vec::new(), Vec::new());
+    let mut steps = StepTimes::default();
+    let mut trained = untrained.clone();
+    for epoch in 1..=args.epochs {
+        let t0 = Instant::now();
+        let result = gan.epoch(
+            setting.real,
+            args.batch_size,
+            args.seed.wrapping_add(epoch as u64),
+            epoch,
+        )?;
+        if !(result.d_loss.is_finite() && result.g_loss.is_finite()) {
+            return Err(format!(
+                "epoch {epoch}: D loss {}, G loss {}: the run diverged (try a smaller --lr than {:e}); nothing was written",
+                result.d_loss, result.g_loss, args.lr
+            )
+            .into());
+        }
+        trained = sample(&mut gan.generator, &fixed)?;
+        let judged = Judged::of(setting.classifier, &trained)?;
+        println!(
+            "epoch {epoch:>3}: D {:.4}  G {:.4}  {}  step {:.1} ms  ({:.1} s)",
+            result.d_loss,
+            result.g_loss,
+            judged.line(classes),
+            result.steps.median(),
+            t0.elapsed().as_secs_f64()
+        );
+        frames.push(mosaic(&trained));
+        d_curve.push(result.d_loss);
+        g_curve.push(result.g_loss);
+        steps.extend(&result.steps);
+    }
+    refuse_non_finite_weights(&gan.generator, "generator ")?;
+    refuse_non_finite_weights(&gan.discriminator, "discriminator ")?;
+    Ok(Trained {
+        gan,
+        frames,
+        d_curve,
+        g_curve,
+        checkerboards: Checkerboards {
+            upsample,
+            untrained,
+            trained,
+        },
+        steps,
+    })
 }
 
 fn main() -> std::process::ExitCode {
@@ -435,68 +589,50 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mut classifier = digit_classifier::<f32>(classes, &mut rng)?;
     let accuracy = train_classifier(&args, &mut classifier, (&train, &train_labels), (&val, &val_labels))?;
 
-    let generator = dcgan_generator::<f32>(args.latent, args.upsample.into(), &mut rng)?;
-    let discriminator = dcgan_discriminator::<f32>(&mut rng)?;
-    println!(
-        "model: DCGAN, {} upsampling, generator {} and discriminator {} parameters",
-        args.upsample,
-        generator.parameter_count(),
-        discriminator.parameter_count()
-    );
-    let mut noise = StdRng::seed_from_u64(args.seed ^ 0x6a09_e667_f3bc_c908);
-    // Fixed noise: the first GRID² codes draw the pictures, all of them are scored.
-    let fixed = normal::<f32>(&[args.samples, args.latent], 1.0, &mut noise)?;
-    let mut gan = Gan {
-        generator,
-        discriminator,
-        opt_g: Adam::new(args.lr).betas(0.5, 0.999),
-        opt_d: Adam::new(args.lr).betas(0.5, 0.999),
-        noise,
-        latent: args.latent,
-    };
-    let untrained = sample(&mut gan.generator, &fixed)?;
-    println!("untrained: {}", Judged::of(&classifier, &untrained)?.line(classes));
-    let mut frames = vec![mosaic(&untrained)];
-
     let real = train.images.index_axis(Axis(1), 0).mapv(|v| 2.0 * v - 1.0);
-    let (mut d_curve, mut g_curve) = (Vec::new(), Vec::new());
-    let mut all_steps = StepTimes::default();
-    let mut trained = untrained.clone();
-    for epoch in 1..=args.epochs {
-        let t0 = Instant::now();
-        let result = gan.epoch(&real, args.batch_size, args.seed.wrapping_add(epoch as u64), epoch)?;
-        if !(result.d_loss.is_finite() && result.g_loss.is_finite()) {
-            return Err(format!(
-                "epoch {epoch}: D loss {}, G loss {}: the run diverged (try a smaller --lr than {:e}); nothing was written",
-                result.d_loss, result.g_loss, args.lr
-            )
-            .into());
-        }
-        trained = sample(&mut gan.generator, &fixed)?;
-        let judged = Judged::of(&classifier, &trained)?;
-        println!(
-            "epoch {epoch:>3}: D {:.4}  G {:.4}  {}  step {:.1} ms  ({:.1} s)",
-            result.d_loss,
-            result.g_loss,
-            judged.line(classes),
-            result.steps.median(),
-            t0.elapsed().as_secs_f64()
-        );
-        frames.push(mosaic(&trained));
-        d_curve.push(result.d_loss);
-        g_curve.push(result.g_loss);
-        all_steps.extend(&result.steps);
+    let setting = Setting {
+        args: &args,
+        classifier: &classifier,
+        classes,
+        real: &real,
+    };
+    let first = train_gan(&setting, args.upsample)?;
+    let mut checkerboards = Vec::new();
+    if args.compare_upsampling {
+        let other = match args.upsample {
+            Upsample::Transposed => Upsample::Resize,
+            Upsample::Resize => Upsample::Transposed,
+        };
+        let second = train_gan(&setting, other)?;
+        checkerboards.push(second.checkerboards);
     }
-
-    refuse_non_finite_weights(&gan.generator, "generator ")?;
-    refuse_non_finite_weights(&gan.discriminator, "discriminator ")?;
+    let Trained {
+        gan,
+        frames,
+        d_curve,
+        g_curve,
+        checkerboards: own,
+        steps: all_steps,
+    } = first;
+    checkerboards.insert(0, own);
+    // Transposed on the left, whichever trained first.
+    checkerboards.sort_by_key(|c| c.upsample != Upsample::Transposed);
+    let scores = checkerboards
+        .iter()
+        .map(|c| {
+            let (before, after) = (
+                checkerboard_score(c.untrained.view())?,
+                checkerboard_score(c.trained.view())?,
+            );
+            Ok(format!("{} {before:.4} → {after:.5}", c.upsample))
+        })
+        .collect::<Result<Vec<_>, adjoint::Error>>()?;
+    println!("checkerboard score, untrained → trained: {}", scores.join("; "));
     let outputs = Outputs {
         frames: &frames,
         d_curve: &d_curve,
         g_curve: &g_curve,
-        untrained: &untrained,
-        trained: &trained,
-        upsample: args.upsample,
+        checkerboards: &checkerboards,
     };
     let names = [
         GENERATOR,

@@ -115,6 +115,56 @@ fn tiny_runs_write_their_outputs_deterministically() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// The scores of a run's epoch lines, without the step times (which vary from run to run).
+fn epoch_scores(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("untrained: ") || l.starts_with("epoch "))
+        .map(|l| l.split("  step ").next().unwrap().to_string())
+        .collect()
+}
+
+/// --compare-upsampling trains the other kind after the first, from the same seed: its lines
+/// are those of that kind's own run, the summary names both, and the files are the first's
+/// (the same generator weights as a run without the flag).
+#[test]
+fn compare_upsampling_trains_both_kinds_as_their_own_runs_do() {
+    let dir = scratch("gan-compare");
+    let alone = |upsample: &str| {
+        let out_dir = dir.join(upsample);
+        let out = run("gan", &flags_with(&TINY, &[("--upsample", upsample)], &out_dir));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (
+            epoch_scores(&text(&out.stdout)),
+            std::fs::read(out_dir.join("generator.safetensors")).unwrap(),
+        )
+    };
+    let (transposed, transposed_weights) = alone("transposed");
+    let (resize, _) = alone("resize");
+    let out_dir = dir.join("both");
+    let mut args = flags_with(&TINY, &[("--upsample", "transposed")], &out_dir);
+    args.push("--compare-upsampling".into());
+    let out = run("gan", &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let both: Vec<String> = transposed.iter().chain(&resize).cloned().collect();
+    assert_eq!(epoch_scores(&stdout), both);
+    for line in [
+        "model: DCGAN, resize-conv upsampling",
+        "checkerboard score, untrained → trained: transposed-conv ",
+        "; resize-conv ",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in {stdout:?}");
+    }
+    assert_eq!(listing(&out_dir), OUTPUTS);
+    assert!(is_png(&out_dir.join("checkerboard.png")));
+    assert_eq!(
+        std::fs::read(out_dir.join("generator.safetensors")).unwrap(),
+        transposed_weights
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// MNIST-format files: ten classes from their labels; a directory without them is refused
 /// with its path, and so is a --train-size that leaves nothing to validate.
 #[test]
