@@ -3,6 +3,7 @@
 
 use adjoint::gradcheck::{GradcheckOptions, TapeFn, gradcheck, gradgradcheck};
 use adjoint::ops::loss::bce_with_logits_weighted;
+use adjoint::ops::matmul::linear;
 use adjoint::tape::Op;
 use adjoint::{Result, Tape, Var, bce_with_logits, concat, mse_loss, one_hot, softmax_cross_entropy};
 use approx::assert_abs_diff_eq;
@@ -505,6 +506,42 @@ fn grad_matmul_with_itself() {
     let x = [uniform(&mut r, &[3, 3], -1.0, 1.0)];
     check(|_, v| v[0].matmul(v[0]), &x);
     check(|_, v| v[0].matmul(v[0].transpose(0, 1)?), &x);
+}
+
+/// `linear` against its definition `x·wᵀ + b` computed with `matmul`, `transpose` and `add`,
+/// then its gradients and second derivatives by finite differences: with and without a bias,
+/// for a single vector, a matrix and a batch of matrices.
+#[test]
+fn linear_is_x_times_w_transposed_plus_b_and_its_gradients_check() {
+    let mut r = rng(52);
+    for x_shape in [&[4][..], &[3, 4], &[2, 3, 4], &[0, 4]] {
+        let inputs = [
+            uniform(&mut r, x_shape, -1.0, 1.0),
+            uniform(&mut r, &[5, 4], -1.0, 1.0),
+            uniform(&mut r, &[5], -1.0, 1.0),
+        ];
+        let tape = Tape::<f64>::new();
+        let [x, w, b] = inputs.clone().map(|v| tape.param(v));
+        let y = linear(x, w, Some(b)).unwrap();
+        let x2 = if x_shape.len() == 1 {
+            x.reshape(&[1, 4]).unwrap()
+        } else {
+            x
+        };
+        let want = x2.matmul(w.transpose(0, 1).unwrap()).unwrap().add(b).unwrap();
+        let want = want.reshape(&y.shape()).unwrap();
+        assert_eq!(y.shape(), [&x_shape[..x_shape.len() - 1], &[5]].concat());
+        for (got, want) in y.value().iter().zip(want.value().iter()) {
+            assert_abs_diff_eq!(got, want, epsilon = 1e-14);
+        }
+        if x_shape[0] == 0 {
+            continue;
+        }
+        check(|_, v| linear(v[0], v[1], Some(v[2])), &inputs);
+        check(|_, v| linear(v[0], v[1], None), &inputs[..2]);
+        check2(|_, v| linear(v[0], v[1], Some(v[2])), &inputs);
+        check2(|_, v| linear(v[0].mul(v[0])?, v[1], None), &inputs[..2]);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

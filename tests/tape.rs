@@ -1,6 +1,7 @@
 //! The tape engine: accumulation, what gets a gradient and what does not, errors, tape length
 //! and printing, flat memory over a training run, f32.
 
+use adjoint::ops::matmul::linear;
 use adjoint::{Error, Float, Result, Tape, Var, bce_with_logits, concat, mse_loss, one_hot, softmax_cross_entropy};
 use approx::assert_abs_diff_eq;
 use ndarray::{ArrayD, IxDyn, arr1, arr2};
@@ -357,6 +358,50 @@ fn error_matmul() {
     let s = tape.param(ArrayD::zeros(IxDyn(&[])));
     assert!(matches!(s.matmul(s), Err(Error::BadShape { op: "matmul", .. })));
     assert_eq!(tape.len(), len + 5);
+}
+
+#[test]
+fn error_linear() {
+    let tape = Tape::<f64>::new();
+    let x = tape.param(ArrayD::zeros(IxDyn(&[2, 3])));
+    let w = tape.param(ArrayD::zeros(IxDyn(&[4, 3])));
+    let b = tape.param(ArrayD::zeros(IxDyn(&[4])));
+    let len = tape.len();
+    let e = linear(x, tape.param(ArrayD::zeros(IxDyn(&[4, 5]))), None).unwrap_err();
+    assert!(
+        matches!(&e, Error::ShapeMismatch { op: "linear", lhs, rhs, .. } if lhs == &[2, 3] && rhs == &[4, 5]),
+        "{e:?}"
+    );
+    assert_message(&e, &["linear", "[2, 3]", "[4, 5]", "in_features = 5"]);
+    let e = linear(x, tape.param(ArrayD::zeros(IxDyn(&[3]))), None).unwrap_err();
+    assert!(
+        matches!(&e, Error::BadShape { op: "linear", input: "weight", shape, .. } if shape == &[3]),
+        "{e:?}"
+    );
+    let e = linear(x, w, Some(tape.param(ArrayD::zeros(IxDyn(&[3]))))).unwrap_err();
+    assert!(
+        matches!(&e, Error::BadShape { op: "linear", input: "bias", shape, .. } if shape == &[3]),
+        "{e:?}"
+    );
+    assert_message(&e, &["linear", "bias", "[out_features] = [4]"]);
+    let s = tape.param(ArrayD::zeros(IxDyn(&[])));
+    let e = linear(s, w, Some(b)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::BadShape {
+                op: "linear",
+                input: "x",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let other = Tape::<f64>::new();
+    let e = linear(x, w, Some(other.param(ArrayD::zeros(IxDyn(&[4]))))).unwrap_err();
+    assert!(matches!(e, Error::MixedTapes { input: 2, .. }), "{e:?}");
+    // The refused calls recorded nothing (the params made above are the only new nodes).
+    assert_eq!(tape.len(), len + 4);
 }
 
 #[test]

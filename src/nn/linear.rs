@@ -52,22 +52,9 @@ impl<T: Float> Module<T> for Linear<T> {
                 format!("last axis must be in_features = {in_features}"),
             ));
         }
-        // A single vector `[in]` is a batch of one, as in PyTorch.
-        let rows = if shape.len() == 1 {
-            x.reshape(&[1, in_features])?
-        } else {
-            x
-        };
-        let y = rows.matmul(w.transpose(0, 1)?)?;
-        let y = match &self.bias {
-            Some(b) => y.add(b.bind(x.tape()))?,
-            None => y,
-        };
-        if shape.len() == 1 {
-            y.reshape(&[y.shape()[1]])
-        } else {
-            Ok(y)
-        }
+        // A single vector `[in]` is one row, as in PyTorch.
+        let bias = self.bias.as_ref().map(|b| b.bind(x.tape()));
+        crate::ops::matmul::linear(x, w, bias)
     }
 
     fn parameters(&self) -> Vec<(String, &Parameter<T>)> {
