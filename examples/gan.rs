@@ -72,11 +72,11 @@ const CHECKERBOARD_PNG: &str = "checkerboard.png";
 #[derive(Parser, Debug)]
 struct Args {
     /// Passes of the GAN over the training set (at least 1; the default run, 6 of them and the
-    /// classifier's 5, took 84 s on 2 idle cores).
+    /// classifier's 5, took 73 s on 2 idle cores).
     #[arg(long, default_value_t = 6, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
     epochs: usize,
     /// Passes of the classifier over the training set, before the GAN trains (at least 1; 5,
-    /// as the PyTorch twin: on the synthetic shapes it then tells 86–87% of them apart, 71%
+    /// as the PyTorch twin: on the synthetic shapes it then tells about 86% of them apart, 71%
     /// after 2).
     #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = count(1, usize::MAX))]
     classifier_epochs: usize,

@@ -47,8 +47,8 @@ const EVAL_BATCH: usize = 64;
 #[derive(Parser, Debug)]
 struct Args {
     /// Passes over the training scenes (at least 1) [default: 9, or 7 with --data-dir]. On the
-    /// synthetic scenes 9 take about 2¼ minutes on 2 cores and end at mean IoU 0.903 on seed
-    /// 0, where 8 end at 0.899; on the digits' 6,000 scenes 7 take under 5 minutes.
+    /// synthetic scenes 9 take about 1¾ minutes on 2 cores and end at mean IoU 0.906 on seed
+    /// 0; on the digits' 6,000 scenes 7 take under 5 minutes.
     #[arg(long, allow_negative_numbers = true, value_parser = common::count(1, usize::MAX))]
     epochs: Option<usize>,
     /// Adam's learning rate (a finite number > 0).
